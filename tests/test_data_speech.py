@@ -1,0 +1,187 @@
+"""Tests of edgensd.data.speech and ``edgensd data speech`` on the real Allison prompts (Debian packages)."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+
+import numpy as np
+import pytest
+
+from edgensd.audio import load_audio
+from edgensd.cli.main import main
+from edgensd.data import load_participant, trial_split
+from edgensd.data.speech import (
+    ALLISON_DIR,
+    TRANSCRIPT_PATH,
+    SpeechDataConfig,
+    SpeechDataMissingError,
+    gather_speech,
+    list_prompts,
+    read_transcripts,
+)
+from edgensd.log import logger
+from edgensd.params import VoiceRange
+
+HOP = 128
+
+
+@pytest.fixture
+def edgensd_log():
+    """Records of the package logger (it does not propagate, so caplog misses it)."""
+    records: list[logging.LogRecord] = []
+
+    class _Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = _Keep(level=logging.DEBUG)
+    old = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    yield records
+    logger.removeHandler(handler)
+    logger.setLevel(old)
+
+
+def test_transcripts_parse_real_file():
+    tr = read_transcripts(TRANSCRIPT_PATH)
+    assert tr["activated"] == "Activated."
+    assert tr["digits/1"] == "one"
+    assert tr["silence/1"] == "(1 second of silence)"
+    assert len(tr) > 560
+
+
+def test_full_listing_finds_every_prompt():
+    prompts = list_prompts()
+    assert len(prompts) == 568
+    names = [p.name for p in prompts]
+    assert names == sorted(names) and len(set(names)) == len(names)
+    by_name = {p.name: p for p in prompts}
+    assert by_name["digits/1"].transcript == "one" and by_name["digits/1"].path.suffix == ".g722"
+    assert by_name["beep"].is_non_speech and by_name["silence/3"].is_non_speech
+    assert not by_name["letters/at"].is_non_speech  # "at [@]" is speech
+    assert sum(p.is_non_speech for p in prompts) == 15
+
+
+def test_gather_small(tmp_path, edgensd_log):
+    out = tmp_path / "speech"
+    res = gather_speech(out, SpeechDataConfig(max_prompts=6))
+    assert res.path == out / "speech.h5" and res.n_prompts == 6 and res.n_test == 3
+    assert res.speech_minutes > 0 and res.total_minutes > res.speech_minutes and res.seconds > 0
+    assert any("6 prompts" in r.getMessage() and "min of speech" in r.getMessage() for r in edgensd_log)
+
+    with pytest.raises(ValueError, match="speech-only"):
+        load_participant(res.path)
+    p = load_participant(res.path, require_neural=False)
+    speech = [pr for pr in list_prompts() if not pr.is_non_speech][:6]
+    assert p.prompt_names == [pr.name for pr in speech]
+    assert p.labels == [pr.transcript for pr in speech] and p.labels[0] == "Activated."
+    assert p.test_trials.tolist() == [3, 4, 5]
+    train, test = trial_split(p)
+    assert train.tolist() == [0, 1, 2] and test.tolist() == [3, 4, 5]
+    assert isinstance(p.voice_range, VoiceRange) and p.voice_range.same_as(VoiceRange.preset("high"))
+    assert p.attrs["licence"] == "CC-BY-SA-3.0" and p.attrs["attribution"] == "Recorded by Allison Smith"
+    assert "Allison" in p.attrs["source"]
+    gap = int(0.25 * 16000)
+    assert p.start[0] * HOP >= gap and p.audio.size % HOP == 0
+    prev_end = 0
+    for i, pr in enumerate(speech):
+        x = load_audio(pr.path)
+        s, e = p.trial_frames(i)
+        np.testing.assert_array_equal(p.audio[s * HOP : s * HOP + x.size], x)  # frame-aligned, bit-exact
+        assert e == -(-(s * HOP + x.size) // HOP)
+        assert s * HOP - prev_end * HOP >= gap and not p.audio[prev_end * HOP : s * HOP].any()
+        prev_end = e
+    assert (p.n_frames - prev_end) * HOP >= gap
+
+    readme = res.readme_path.read_text()
+    assert "CC-BY-SA-3.0" in readme and "Recorded by Allison Smith" in readme
+    cfg = SpeechDataConfig.load(res.config_path)
+    assert cfg == SpeechDataConfig(max_prompts=6)
+
+
+def test_gather_everything(tmp_path):
+    res = gather_speech(tmp_path, verbose="warning")
+    p = load_participant(res.path, require_neural=False)
+    assert p.n_trials == res.n_prompts == 568 - 15
+    assert sorted(res.skipped) == sorted(
+        ["ascending-2tone", "beep", "beeperr", "descending-2tone", "tt-monkeys"]
+        + [f"silence/{i}" for i in range(1, 11)]
+    )
+    assert p.test_trials.tolist() == list(range(503, 553))  # the last 50 prompts in sorted order
+    assert 23.5 < res.speech_minutes < 25.5
+    assert p.duration_s / 60 == pytest.approx(res.total_minutes)
+    assert all(label for label in p.labels)
+
+
+def test_non_speech_prompts_and_missing_transcripts(tmp_path):
+    sounds = tmp_path / "sounds"
+    (sounds / "silence").mkdir(parents=True)
+    shutil.copy(ALLISON_DIR / "activated.g722", sounds / "activated.g722")
+    shutil.copy(ALLISON_DIR / "beep.g722", sounds / "beep.g722")
+    shutil.copy(ALLISON_DIR / "silence" / "1.g722", sounds / "silence" / "1.g722")
+    shutil.copy(ALLISON_DIR / "added.g722", sounds / "zz-untranscribed.g722")
+    transcripts = tmp_path / "core-sounds-en.txt"
+    transcripts.write_text(
+        "; comment\n\nactivated: Activated.\nbeep: [this is a simple beep tone]\n"
+        "silence/1: odd: but spoken?\n"
+    )
+    base = {"sounds_dir": str(sounds), "transcript_path": str(transcripts), "n_test": 1}
+    res = gather_speech(tmp_path / "a", SpeechDataConfig(**base), verbose="warning")
+    p = load_participant(res.path, require_neural=False)
+    # beep: bracketed transcript; silence/1: decodes to silence (its transcript here claims speech)
+    assert p.prompt_names == ["activated", "zz-untranscribed"] and res.skipped == ["beep", "silence/1"]
+    assert p.labels == ["Activated.", "zz-untranscribed"]  # no transcript: the name is the label
+    assert p.test_trials.tolist() == [1]
+    res = gather_speech(tmp_path / "b", SpeechDataConfig(**base, include_non_speech=True), verbose="warning")
+    p = load_participant(res.path, require_neural=False)
+    assert p.prompt_names == ["activated", "beep", "silence/1", "zz-untranscribed"] and res.skipped == []
+    assert p.labels[2] == "odd: but spoken?"
+
+
+def test_missing_packages_name_what_to_install(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(SpeechDataMissingError) as info:
+        list_prompts(empty, tmp_path / "nope.txt.gz")
+    msg = str(info.value)
+    assert "apt-get install asterisk-core-sounds-en-g722 asterisk-core-sounds-en" in msg
+    assert str(empty) in msg and "nope.txt.gz" in msg
+    assert isinstance(info.value, FileNotFoundError)
+    with pytest.raises(SpeechDataMissingError, match=r"apt-get install asterisk-core-sounds-en-g722$"):
+        list_prompts(empty, TRANSCRIPT_PATH)
+    with pytest.raises(SpeechDataMissingError, match=r"apt-get install asterisk-core-sounds-en$"):
+        list_prompts(ALLISON_DIR, tmp_path / "nope.txt.gz")
+    with pytest.raises(SpeechDataMissingError, match="asterisk-core-sounds-en-g722"):
+        gather_speech(tmp_path / "out", SpeechDataConfig(sounds_dir=str(empty)))
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("kw", "pattern"),
+    [
+        ({"max_prompts": 0}, "max_prompts"),
+        ({"gap_s": -1.0}, "gap_s"),
+        ({"n_test": -2}, "n_test"),
+        ({"voice_range": "mid"}, r"voice_range must be one of \['low', 'high'\]"),
+    ],
+)
+def test_config_validation(kw, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        SpeechDataConfig(**kw)
+
+
+def test_cli(tmp_path, edgensd_log):
+    assert main(["data", "speech", "--out", str(tmp_path / "cli"), "--max-prompts", "2", "-q"]) == 0
+    p = load_participant(tmp_path / "cli" / "speech.h5", require_neural=False)
+    assert p.n_trials == 2 and p.test_trials.tolist() == [1]
+    assert (tmp_path / "cli" / "README.txt").is_file() and (tmp_path / "cli" / "speech_data.json").is_file()
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    argv = ["data", "speech", "--out", str(tmp_path / "x"), "--sounds-dir", str(empty)]
+    argv += ["--transcripts", str(tmp_path / "none.txt.gz"), "-q"]
+    assert main(argv) == 2
+    errors = [r.getMessage() for r in edgensd_log if r.levelno == logging.ERROR]
+    assert any("apt-get install asterisk-core-sounds-en-g722 asterisk-core-sounds-en" in m for m in errors)
