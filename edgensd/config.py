@@ -34,7 +34,7 @@ def _from_jsonable(tp: Any, value: Any) -> Any:
         args = typing.get_args(tp)
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(_from_jsonable(args[0], v) for v in value)
-        return tuple(_from_jsonable(a, v) for a, v in zip(args, value))
+        return tuple(_from_jsonable(a, v) for a, v in zip(args, value, strict=True))
     if origin is list and isinstance(value, list):
         (arg,) = typing.get_args(tp) or (Any,)
         return [_from_jsonable(arg, v) for v in value]

@@ -41,7 +41,9 @@ PARAM_NAMES: tuple[str, ...] = (
     "au",
 )
 N_PARAMS = len(PARAM_NAMES)
-PARAM_UNITS: dict[str, str] = {n: ("Hz" if n.endswith("_hz") else "dB" if n.endswith("_db") else "1") for n in PARAM_NAMES}
+PARAM_UNITS: dict[str, str] = {
+    n: ("Hz" if n.endswith("_hz") else "dB" if n.endswith("_db") else "1") for n in PARAM_NAMES
+}
 IDX: dict[str, int] = {n: i for i, n in enumerate(PARAM_NAMES)}
 F0, LOUD, ALPHA = IDX["f0_hz"], IDX["loudness_db"], IDX["alpha"]
 FORMANT_F = slice(IDX["f1_hz"], IDX["f6_hz"] + 1)
