@@ -16,7 +16,7 @@ turns them into ``speech.h5``, a participant file without neural data (see :mod:
   ``i`` starts at sample ``128 * start[i]`` exactly; ``end[i]`` is ``ceil`` of the prompt's last sample
   over 128;
 * ``label_alldataset`` is the transcript (the prompt name when the transcript has none), ``prompt_names``
-  the prompt names, ``voice_range`` the ``'high'`` preset, ``test_trials`` the last ``n_test`` (50) trials;
+  the prompt names, ``voice_range`` the ``'high'`` preset, ``test_trials`` ``n_test`` (50) trials spread evenly over the sorted prompts;
 * the data stay CC-BY-SA-3.0, "Recorded by Allison Smith": the file's ``licence``/``attribution`` attributes
   and ``README.txt`` say so.
 
@@ -107,7 +107,7 @@ class SpeechDataConfig(Config):
     include_non_speech : bool
         Keep bracketed non-speech prompts (tones, monkeys) and silent prompts.
     n_test : int
-        Held-out trials: the last ``n_test`` (when fewer than ``2 * n_test`` trials are kept, half of them,
+        Held-out trials: ``n_test`` spread evenly over the sorted prompts (when fewer than ``2 * n_test`` trials are kept, half of them,
         rounded down).
     voice_range : str
         Voice-range preset stored in the file, ``'high'`` (the speaker is female) or ``'low'``.
@@ -227,6 +227,20 @@ def list_prompts(
     return prompts
 
 
+def spread_test_trials(n_trials: int, n_test: int) -> np.ndarray:
+    """Indices of ``n_test`` held-out trials spread evenly over ``n_trials`` (sorted, unique).
+
+    The prompts are sorted by name, so the last 50 would be almost all voicemail prompts; an even spread
+    gives a held-out set as varied as the training set.
+    """
+    if n_test <= 0:
+        return np.zeros(0, np.int64)
+    if n_test > n_trials:
+        raise ValueError(f"n_test ({n_test}) must not exceed the number of trials ({n_trials})")
+    step = n_trials / n_test
+    return (np.floor((np.arange(n_test) + 0.5) * step)).astype(np.int64)
+
+
 def build_speech_participant(config: SpeechDataConfig | None = None) -> tuple[Participant, dict]:
     """Decode the prompts and lay them out as one speech-only :class:`Participant` (nothing written).
 
@@ -289,7 +303,7 @@ def build_speech_participant(config: SpeechDataConfig | None = None) -> tuple[Pa
     n_test = cfg.n_test if n >= 2 * cfg.n_test else n // 2
     if n_test != cfg.n_test:
         logger.info(
-            "only %d prompts kept: holding out the last %d (n_test=%d needs %d)",
+            "only %d prompts kept: holding out %d (n_test=%d needs %d)",
             n,
             n_test,
             cfg.n_test,
@@ -313,7 +327,7 @@ def build_speech_participant(config: SpeechDataConfig | None = None) -> tuple[Pa
         labels=[pr.transcript if pr.transcript else pr.name for pr in kept],
         prompt_names=[pr.name for pr in kept],
         voice_range=VoiceRange.preset(cfg.voice_range),
-        test_trials=np.arange(n - n_test, n, dtype=np.int64),
+        test_trials=spread_test_trials(n, n_test),
         attrs={
             "source": SOURCE,
             "licence": LICENCE,
@@ -347,7 +361,7 @@ Files
 
 Contents
   prompts (trials):  {p.n_trials} of {stats["n_listed"]} listed, in sorted name order
-  held-out trials:   the last {stats["n_test"]} ('test_trials')
+  held-out trials:   {stats["n_test"]} spread evenly over the prompts ('test_trials')
   speech:            {stats["speech_minutes"]:.2f} min
   with gaps:         {stats["total_minutes"]:.2f} min ({cfg.gap_s:g} s before each prompt)
   audio:             16 kHz mono float32, each prompt starting on a 128-sample frame boundary
