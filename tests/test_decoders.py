@@ -34,9 +34,7 @@ SMALL = {
     "lstm": dict(hidden_size=12, num_layers=2),
     "edge": dict(channels=8, dilations=(1, 2, 4), gru_hidden=10),
 }
-VARIANTS = [
-    (name, causal) for name in sorted(SMALL) for causal in (True, False) if (name, causal) != ("edge", False)
-]
+VARIANTS = [(name, causal) for name in sorted(SMALL) for causal in (True, False) if (name, causal) != ("edge", False)]
 CAUSAL = [name for name, causal in VARIANTS if causal]
 
 
@@ -252,9 +250,7 @@ def _naive_window_attention(layer, x):
                             same_window = ir // wh == ir2 // wh and jr // ww == jr2 // ww
                             no_wrap = ir - ir2 == i - i2 and jr - jr2 == j - j2
                             if same_window and no_wrap:
-                                rel = (ir % wh - ir2 % wh + wh - 1) * (2 * ww - 1) + (
-                                    jr % ww - jr2 % ww + ww - 1
-                                )
+                                rel = (ir % wh - ir2 % wh + wh - 1) * (2 * ww - 1) + (jr % ww - jr2 % ww + ww - 1)
                                 keys.append((tk, i2, j2))
                                 biases.append((tk - first) * n_rel + rel)
                 kk = torch.stack([k[a, b_, e] for a, b_, e in keys])  # (m, c)
@@ -279,3 +275,53 @@ def test_swin_window_attention_matches_naive_reference(causal):
         got, _ = layer(x, None)
         want = _naive_window_attention(layer, x)
     torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
+
+
+def test_edge_step_graph_exports_to_onnx_with_integer_friendly_ops(tmp_path):
+    """The edge step traces to ONNX without recurrent, normalization or exp ops, and runs the same."""
+    import warnings
+
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    model = small("edge")
+    state = model.init_state(1)
+    names = [f"state{i}" for i in range(len(state))]
+    path = tmp_path / "edge_step.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the legacy exporter's deprecation and tracer notes
+        torch.onnx.export(
+            model.step_module(),
+            (torch.zeros(1, 16), *state),
+            str(path),
+            input_names=["x", *names],
+            output_names=["y", *[f"{n}_out" for n in names]],
+            dynamo=False,
+            opset_version=17,
+        )
+    ops = {node.op_type for node in onnx.load(str(path)).graph.node}
+    assert not ops & {"GRU", "LSTM", "RNN", "LayerNormalization", "Softmax", "Exp", "Sigmoid", "Tanh"}, ops
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = feats(1, 10, 16)
+    s_torch, s_onnx = state, [s.numpy() for s in state]
+    for t in range(10):
+        with torch.no_grad():
+            y_t, s_torch = model.step(x[:, t], s_torch)
+        y_o, *s_onnx = sess.run(None, {"x": x[:, t].numpy(), **dict(zip(names, s_onnx, strict=True))})
+        np.testing.assert_allclose(y_o, y_t.numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", CAUSAL)
+def test_default_size_causal_models_stream_exactly(name):
+    """The default configs (8x8 grid: shifted Swin windows, dilated ResNet) also stream exactly."""
+    torch.manual_seed(0)
+    model = get_decoder(name, n_electrodes=64).eval()
+    x = feats(1, 24, 64)
+    with torch.no_grad():
+        whole = model(x)
+        state, steps = model.init_state(1), []
+        for t in range(24):
+            y_t, state = model.step(x[:, t], state)
+            steps.append(y_t)
+        chunks = torch.cat(list(model.stream([x[:, :5], x[:, 5:6], x[:, 6:17], x[:, 17:]])), dim=1)
+    assert (torch.stack(steps, 1) - whole).abs().max() <= 1e-5
+    assert (chunks - whole).abs().max() <= 1e-5

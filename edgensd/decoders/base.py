@@ -583,6 +583,7 @@ class StepModule(nn.Module):
     def __init__(self, decoder: Decoder) -> None:
         super().__init__()
         self.decoder = decoder
+        self.train(decoder.training)  # same mode as the decoder (eval for export)
 
     def forward(self, x_t: Tensor, *state: Tensor) -> tuple[Tensor, ...]:
         book = StateBook(state)
