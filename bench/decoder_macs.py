@@ -85,9 +85,7 @@ def to_markdown(rows: list[dict], n_electrodes: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--n-electrodes", type=int, default=64, help="electrode count (default 64, an 8x8 grid)"
-    )
+    parser.add_argument("--n-electrodes", type=int, default=64, help="electrode count (default 64, an 8x8 grid)")
     parser.add_argument("--steps", type=int, default=200, help="timed steps per causal model (default 200)")
     parser.add_argument("--json", help="also write the rows to this JSON file")
     args = parser.parse_args(argv)

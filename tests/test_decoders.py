@@ -262,8 +262,8 @@ def _naive_window_attention(layer, x):
     return layer.proj(out)[None]
 
 
-@pytest.mark.parametrize("causal", [True, False])
-def test_swin_window_attention_matches_naive_reference(causal):
+@pytest.mark.parametrize("causal,n_frames", [(True, 6), (False, 6), (True, 9), (False, 9)])
+def test_swin_window_attention_matches_naive_reference(causal, n_frames):
     from edgensd.decoders.swin3d import WindowAttention3d
 
     torch.manual_seed(0)
@@ -271,7 +271,7 @@ def test_swin_window_attention_matches_naive_reference(causal):
     assert layer.shift == (2, 2) and layer.padded == (8, 8)
     with torch.no_grad():
         layer.bias_table.normal_()
-        x = torch.randn(1, 6, 5, 6, 8, dtype=torch.float64)
+        x = torch.randn(1, n_frames, 5, 6, 8, dtype=torch.float64)  # 6: few-frame path, 9: long path
         got, _ = layer(x, None)
         want = _naive_window_attention(layer, x)
     torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)

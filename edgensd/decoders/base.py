@@ -149,11 +149,7 @@ class DecoderConfig(Config):
                 "lookahead_frames must be 0 when causal=False (a non-causal decoder's look-ahead comes from "
                 f"its architecture; use measure_lookahead), got {self.lookahead_frames}"
             )
-        if (
-            isinstance(self.dropout, bool)
-            or not isinstance(self.dropout, (int, float))
-            or not 0 <= self.dropout < 1
-        ):
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be a float in [0, 1), got {self.dropout!r}")
         self.dropout = float(self.dropout)
         if self.grid_index is not None:
@@ -176,8 +172,7 @@ class DecoderConfig(Config):
             rows, cols = self.grid()[0].max(axis=0) + 1
             if rows > self.grid_shape[0] or cols > self.grid_shape[1]:
                 raise ValueError(
-                    f"grid_shape {self.grid_shape} is too small for grid_index "
-                    f"(needs at least ({rows}, {cols}))"
+                    f"grid_shape {self.grid_shape} is too small for grid_index (needs at least ({rows}, {cols}))"
                 )
 
     def grid(self) -> tuple[np.ndarray, tuple[int, int]]:
@@ -275,13 +270,9 @@ class Decoder(nn.Module):
     def __init__(self, config: DecoderConfig) -> None:
         super().__init__()
         if not isinstance(config, self.config_class):
-            raise TypeError(
-                f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}"
-            )
+            raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}")
         if self.causal_only and not config.causal:
-            raise ValueError(
-                f"decoder {self.arch!r} exists only as a causal model; causal must be True, got False"
-            )
+            raise ValueError(f"decoder {self.arch!r} exists only as a causal model; causal must be True, got False")
         self.config = config
         self._slot_names: list[str] | None = None
         self._slot_shapes: list[tuple[int, ...]] = []
@@ -403,9 +394,7 @@ class Decoder(nn.Module):
     def _check_state(self, state) -> tuple[Tensor, ...]:
         names = self._slots()
         if not isinstance(state, (tuple, list)):
-            raise TypeError(
-                f"state must be the tuple returned by init_state() or step(), got {type(state).__name__}"
-            )
+            raise TypeError(f"state must be the tuple returned by init_state() or step(), got {type(state).__name__}")
         if _tracing():
             return tuple(state)
         if len(state) != len(names):
@@ -553,9 +542,7 @@ class Streamer:
             p = next(self.model.parameters())
             return torch.zeros((self.batch, 0, N_PARAMS), dtype=p.dtype, device=p.device)
         if isinstance(chunk, (Tensor, np.ndarray)) and chunk.ndim == 3 and chunk.shape[0] != self.batch:
-            raise ValueError(
-                f"chunk batch size {chunk.shape[0]} differs from the streamer's batch={self.batch}"
-            )
+            raise ValueError(f"chunk batch size {chunk.shape[0]} differs from the streamer's batch={self.batch}")
         y, self.state = self.model.forward_chunk(chunk, self.state)
         skip = max(0, self.model.lookahead_frames - self.n_in)
         self.n_in += int(y.shape[1])
@@ -568,9 +555,7 @@ class Streamer:
         if not look:
             return torch.zeros((self.batch, 0, N_PARAMS), dtype=p.dtype, device=p.device)
         logger.debug("flushing %d look-ahead frames", look)
-        return self.push(
-            torch.zeros((self.batch, look, self.model.n_electrodes), dtype=p.dtype, device=p.device)
-        )
+        return self.push(torch.zeros((self.batch, look, self.model.n_electrodes), dtype=p.dtype, device=p.device))
 
 
 class StepModule(nn.Module):

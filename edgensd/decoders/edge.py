@@ -138,8 +138,7 @@ class EdgeDecoder(Decoder):
         c = config
         self.inp = TemporalConv1d(c.n_electrodes, c.channels, c.input_kernel, causal=True)
         self.convs = nn.ModuleList(
-            TemporalConv1d(c.channels, c.channels, c.kernel_size, dilation=d, causal=True)
-            for d in c.dilations
+            TemporalConv1d(c.channels, c.channels, c.kernel_size, dilation=d, causal=True) for d in c.dilations
         )
         self.drop = nn.Dropout(c.dropout)
         self.gru = HardGRUCell(c.channels, c.gru_hidden)

@@ -58,9 +58,7 @@ class TemporalConv1d(StatefulLayer):
         self.causal = causal
         self.in_channels = in_channels
         self.pad = (kernel_size - 1) * dilation
-        self.conv = nn.Conv1d(
-            in_channels, out_channels, kernel_size, stride=stride, dilation=dilation, bias=bias
-        )
+        self.conv = nn.Conv1d(in_channels, out_channels, kernel_size, stride=stride, dilation=dilation, bias=bias)
 
     def state_shape(self) -> tuple[int, ...] | None:
         return (self.in_channels, self.pad) if self.causal and self.pad else None

@@ -19,9 +19,7 @@ def _n_electrodes(model: Decoder, n_electrodes: int | None) -> int:
     if not isinstance(model, Decoder):
         raise TypeError(f"model must be an edgensd Decoder, got {type(model).__name__}")
     if n_electrodes is not None and n_electrodes != model.n_electrodes:
-        raise ValueError(
-            f"n_electrodes={n_electrodes} differs from the model's n_electrodes={model.n_electrodes}"
-        )
+        raise ValueError(f"n_electrodes={n_electrodes} differs from the model's n_electrodes={model.n_electrodes}")
     return model.n_electrodes
 
 

@@ -92,14 +92,9 @@ class Swin3dConfig(DecoderConfig):
         for i, h in enumerate(self.num_heads):
             if (self.embed_dim * 2**i) % h:
                 raise ValueError(
-                    f"num_heads[{i}]={h} must divide the stage width embed_dim * 2**{i} = "
-                    f"{self.embed_dim * 2**i}"
+                    f"num_heads[{i}]={h} must divide the stage width embed_dim * 2**{i} = {self.embed_dim * 2**i}"
                 )
-        if (
-            isinstance(self.mlp_ratio, bool)
-            or not isinstance(self.mlp_ratio, (int, float))
-            or self.mlp_ratio <= 0
-        ):
+        if isinstance(self.mlp_ratio, bool) or not isinstance(self.mlp_ratio, (int, float)) or self.mlp_ratio <= 0:
             raise ValueError(f"mlp_ratio must be a positive number, got {self.mlp_ratio!r}")
         self.mlp_ratio = float(self.mlp_ratio)
 
@@ -147,9 +142,7 @@ class WindowAttention3d(StatefulLayer):
         # relative-position index of (query cell s, key (tau, cell s'))
         rows = torch.arange(wh).repeat_interleave(ww)
         cols = torch.arange(ww).repeat(wh)
-        rel = (rows[:, None] - rows[None, :] + wh - 1) * (2 * ww - 1) + (
-            cols[:, None] - cols[None, :] + ww - 1
-        )
+        rel = (rows[:, None] - rows[None, :] + wh - 1) * (2 * ww - 1) + (cols[:, None] - cols[None, :] + ww - 1)
         tau = torch.arange(self.kt).repeat_interleave(wh * ww)
         index = tau[None, :] * n_rel + rel.repeat(1, self.kt)
         self.register_buffer("rel_index", index, persistent=False)
@@ -211,21 +204,24 @@ class WindowAttention3d(StatefulLayer):
         k = kv[:, :, :, :c].reshape(nt, b, nwin, heads, d, s).contiguous()  # keys, transposed
         v = kv[:, :, :, c : 2 * c].reshape(nt, b, nwin, heads, d, s).transpose(-1, -2).contiguous()
         valid = kv[:, :, :, 2 * c]  # (nt, b, nwin, s)
-        # query t meets the keys of frame t - (kt - 1) + tau (causal) or t - kt // 2 + tau (centred)
-        scores = torch.stack(
-            [q @ k[tau : tau + n] for tau in range(kt)], dim=-2
-        )  # (n, b, nwin, heads, s, kt, s)
-        scores = scores.reshape(n, b, nwin, heads, s, kt * s)
-        key_ok = valid.unfold(0, kt, 1).transpose(-1, -2).reshape(n, b, nwin, 1, 1, kt * s)
         bias = self.bias_table[:, self.rel_index]  # (heads, s, kt*s)
         if self.shift_mask is not None:
             bias = bias + self.shift_mask[:, None]  # (nwin, heads, s, kt*s)
-        attn = torch.softmax(scores + bias + (1.0 - key_ok) * _MASKED, dim=-1).reshape(
-            n, b, nwin, heads, s, kt, s
-        )
-        out = attn[..., 0, :] @ v[0:n]
-        for tau in range(1, kt):
-            out = out + attn[..., tau, :] @ v[tau : tau + n]  # (n, b, nwin, heads, s, d)
+        key_ok = valid.unfold(0, kt, 1).transpose(-1, -2).reshape(n, b, nwin, 1, 1, kt * s)
+        if n * b < 8:  # streaming steps: gather the window's keys once (fewest ops)
+            k = k.unfold(0, kt, 1).transpose(-1, -2).reshape(n, b, nwin, heads, d, kt * s)
+            v = v.unfold(0, kt, 1).permute(0, 1, 2, 3, 6, 4, 5).reshape(n, b, nwin, heads, kt * s, d)
+            out = torch.softmax(q @ k + bias + (1.0 - key_ok) * _MASKED, dim=-1) @ v
+        else:  # long sequences: one product per temporal offset on contiguous slices (no kt-fold copy)
+            # query t meets the keys of frame t - (kt - 1) + tau (causal) or t - kt // 2 + tau (centred)
+            scores = torch.stack([q @ k[tau : tau + n] for tau in range(kt)], dim=-2)
+            scores = scores.reshape(n, b, nwin, heads, s, kt * s)
+            attn = torch.softmax(scores + bias + (1.0 - key_ok) * _MASKED, dim=-1)
+            attn = attn.reshape(n, b, nwin, heads, s, kt, s)
+            out = attn[..., 0, :] @ v[0:n]
+            for tau in range(1, kt):
+                out = out + attn[..., tau, :] @ v[tau : tau + n]
+        # out: (n, b, nwin, heads, s, d)
         out = out.permute(1, 0, 2, 3, 4, 5)
         out = out.reshape(b, n, hp // wh, wp // ww, heads, wh, ww, d).permute(0, 1, 2, 5, 3, 6, 4, 7)
         out = out.reshape(b, n, hp, wp, c)
@@ -262,9 +258,7 @@ class _PatchMerging(nn.Module):
         h, w = x.shape[2], x.shape[3]
         if h % 2 or w % 2:
             x = F.pad(x, (0, 0, 0, w % 2, 0, h % 2))
-        x = torch.cat(
-            [x[:, :, 0::2, 0::2], x[:, :, 1::2, 0::2], x[:, :, 0::2, 1::2], x[:, :, 1::2, 1::2]], -1
-        )
+        x = torch.cat([x[:, :, 0::2, 0::2], x[:, :, 1::2, 0::2], x[:, :, 0::2, 1::2], x[:, :, 1::2, 1::2]], -1)
         return self.reduce(self.norm(x))
 
 
