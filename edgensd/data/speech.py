@@ -16,7 +16,8 @@ turns them into ``speech.h5``, a participant file without neural data (see :mod:
   ``i`` starts at sample ``128 * start[i]`` exactly; ``end[i]`` is ``ceil`` of the prompt's last sample
   over 128;
 * ``label_alldataset`` is the transcript (the prompt name when the transcript has none), ``prompt_names``
-  the prompt names, ``voice_range`` the ``'high'`` preset, ``test_trials`` ``n_test`` (50) trials spread evenly over the sorted prompts;
+  the prompt names, ``voice_range`` the ``'high'`` preset, ``test_trials`` ``n_test`` (50) trials spread
+  evenly over the sorted prompts;
 * the data stay CC-BY-SA-3.0, "Recorded by Allison Smith": the file's ``licence``/``attribution`` attributes
   and ``README.txt`` say so.
 
@@ -107,8 +108,8 @@ class SpeechDataConfig(Config):
     include_non_speech : bool
         Keep bracketed non-speech prompts (tones, monkeys) and silent prompts.
     n_test : int
-        Held-out trials: ``n_test`` spread evenly over the sorted prompts (when fewer than ``2 * n_test`` trials are kept, half of them,
-        rounded down).
+        Held-out trials: ``n_test`` spread evenly over the sorted prompts (when fewer than ``2 * n_test``
+        trials are kept, half of them, rounded down).
     voice_range : str
         Voice-range preset stored in the file, ``'high'`` (the speaker is female) or ``'low'``.
     """
