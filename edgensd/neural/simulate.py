@@ -209,9 +209,7 @@ class SimulationConfig(Config):
         check_choice("line_freq", self.line_freq, (50.0, 60.0))
         self.raw_fs = float(self.raw_fs)
         if not self.raw_fs > 150.0 / 0.475:
-            raise ValueError(
-                f"raw_fs must be above {150.0 / 0.475:.0f} Hz for the 70-150 Hz band, got {self.raw_fs}"
-            )
+            raise ValueError(f"raw_fs must be above {150.0 / 0.475:.0f} Hz for the 70-150 Hz band, got {self.raw_fs}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative int, got {self.seed!r}")
         if self.max_trials is not None and (not isinstance(self.max_trials, int) or self.max_trials < 1):
@@ -443,9 +441,7 @@ def speech_frames(
     return s & ~edge, ~near & ~edge
 
 
-def measure_speech_ratio(
-    envelope: np.ndarray, is_speech: np.ndarray, guard_s: float = BASELINE_GUARD_S
-) -> np.ndarray:
+def measure_speech_ratio(envelope: np.ndarray, is_speech: np.ndarray, guard_s: float = BASELINE_GUARD_S) -> np.ndarray:
     """Speech/silence high-gamma amplitude ratio per electrode.
 
     Parameters
@@ -465,9 +461,7 @@ def measure_speech_ratio(
     """
     env = np.asarray(envelope, dtype=np.float64)
     if env.ndim != 2 or env.shape[0] != len(is_speech):
-        raise ValueError(
-            f"envelope must have shape (n_frames={len(is_speech)}, n_electrodes), got {env.shape}"
-        )
+        raise ValueError(f"envelope must have shape (n_frames={len(is_speech)}, n_electrodes), got {env.shape}")
     sp, base = speech_frames(is_speech, guard_s)
     if base.sum() < 50 or sp.sum() < 50:
         logger.warning(
@@ -564,9 +558,7 @@ def synthetic_speech(
 # ----------------------------------------------------------------------------------------------------------
 
 
-def _smooth_field(
-    rng: np.random.Generator, positions_mm: np.ndarray, length_mm: float, n: int = 1
-) -> np.ndarray:
+def _smooth_field(rng: np.random.Generator, positions_mm: np.ndarray, length_mm: float, n: int = 1) -> np.ndarray:
     """``n`` smooth unit-variance random fields over the sheet (random Fourier features), shape (E, n)."""
     m = 48
     w = rng.normal(0.0, 1.0 / length_mm, size=(n, m, 2))
@@ -678,9 +670,7 @@ def make_electrode_model(
     pos = layout.positions_mm
     region = np.array(layout.regions)
     k = len(FEATURE_NAMES)
-    f_lag, f_sd, f_tono, f_amp, f_mix = (
-        _smooth_field(rng, pos, ln)[:, 0] for ln in (22.0, 25.0, 30.0, 20.0, 20.0)
-    )
+    f_lag, f_sd, f_tono, f_amp, f_mix = (_smooth_field(rng, pos, ln)[:, 0] for ln in (22.0, 25.0, 30.0, 20.0, 20.0))
     f_tuning = _smooth_field(rng, pos, 20.0, n=k)
 
     role = np.full(e, "none", dtype=object)
@@ -762,9 +752,7 @@ def make_electrode_model(
     )
 
 
-def speech_drive(
-    activations: np.ndarray, model: ElectrodeModel, is_speech: np.ndarray | None = None
-) -> np.ndarray:
+def speech_drive(activations: np.ndarray, model: ElectrodeModel, is_speech: np.ndarray | None = None) -> np.ndarray:
     """Each electrode's speech drive: tuned mixture of activations, convolved with its lagged kernel.
 
     ``drive_e(t) = Σ_τ h_e(τ) Σ_k w_ek a_k(t − τ)`` with ``h_e`` a Gaussian (SD ``kernel_sd_ms``) centred
@@ -1039,9 +1027,7 @@ def generate_raw(
     line_drift_f = rng_line.uniform(0.01, 0.05)
     # sin(ωt + φ) = sin ωt cos φ + cos ωt sin φ: one (n, 2H) @ (2H, E) product per chunk
     line_coef = (
-        np.concatenate(
-            [line_rel[:, None] * np.cos(line_phase), line_rel[:, None] * np.sin(line_phase)], axis=0
-        )
+        np.concatenate([line_rel[:, None] * np.cos(line_phase), line_rel[:, None] * np.sin(line_phase)], axis=0)
         * model.line_gain[None, :]
     )
 
@@ -1064,16 +1050,18 @@ def generate_raw(
             erd = None
             if np.any(model.beta_erd > 0):
                 erd = 1.0 - model.beta_erd[None, :] * np.clip(_frame_interp(drive, n0, n, fs), 0.0, 1.5) / 1.5
+            w_t = w.T.astype(np.float64)  # channel-major, contiguous rows for the per-electrode filters
+            erd_t = erd.T.copy() if erd is not None else None
+            bg_t = np.empty((e, n), np.float32)
             for i in range(e):
-                y, zi_bg[i] = signal.sosfilt(bg_sos[i], w[:, i], zi=zi_bg[i])
-                ya, zi_a[i] = signal.sosfilt(a_sos[i], w[:, i], zi=zi_a[i])
-                yb, zi_b[i] = signal.sosfilt(b_sos[i], w[:, i], zi=zi_b[i])
-                if erd is not None and model.beta_erd[i] > 0:
-                    yb = yb * erd[:, i]
-                x[:, i] += bg_gain[i] * y + a_gain[i] * ya + b_gain[i] * yb
-            cm, zi_cm = signal.sosfilt(
-                cm_sos, rng_cm.standard_normal((n, 1), dtype=np.float32), axis=0, zi=zi_cm
-            )
+                y, zi_bg[i] = signal.sosfilt(bg_sos[i], w_t[i], zi=zi_bg[i])
+                ya, zi_a[i] = signal.sosfilt(a_sos[i], w_t[i], zi=zi_a[i])
+                yb, zi_b[i] = signal.sosfilt(b_sos[i], w_t[i], zi=zi_b[i])
+                if erd_t is not None and model.beta_erd[i] > 0:
+                    yb *= erd_t[i]
+                bg_t[i] = bg_gain[i] * y + a_gain[i] * ya + b_gain[i] * yb
+            x += bg_t.T
+            cm, zi_cm = signal.sosfilt(cm_sos, rng_cm.standard_normal((n, 1), dtype=np.float32), axis=0, zi=zi_cm)
             x += (cm_gain * cm) * model.common_gain[None, :]
             t = np.arange(n0, n0 + n, dtype=np.float64) / fs
             ph = (2 * np.pi * line_freq) * t[:, None] * np.arange(1, n_harm + 1)[None, :]
@@ -1302,6 +1290,15 @@ def simulate(config: SimulationConfig, verbose: bool | str | int | None = None) 
         timings["load"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
+        logger.info(
+            "simulating %s (%s hemisphere, %s, seed %d) from %d trials, %.1f min of audio",
+            cfg.layout,
+            cfg.hemisphere,
+            cfg.difficulty,
+            cfg.seed,
+            len(start),
+            audio.shape[0] / SAMPLE_RATE / 60,
+        )
         feats = acoustic_features(audio)
         n_frames = feats.n_frames
         timings["acoustic_features"] = time.perf_counter() - t0
@@ -1323,9 +1320,7 @@ def simulate(config: SimulationConfig, verbose: bool | str | int | None = None) 
 
         t0 = time.perf_counter()
         drive = speech_drive(feats.activations, model, feats.is_speech)
-        amp, gain = highgamma_amplitude(
-            drive, model, np.random.default_rng(s_slow), cfg.preset, feats.is_speech
-        )
+        amp, gain = highgamma_amplitude(drive, model, np.random.default_rng(s_slow), cfg.preset, feats.is_speech)
         timings["encoding_model"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -1336,18 +1331,20 @@ def simulate(config: SimulationConfig, verbose: bool | str | int | None = None) 
         timings["raw_signal"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
+        logger.info(
+            "high-gamma features: offline pipeline on %d samples x %d electrodes (bad-channel detection, "
+            "notches, CAR, 70-150 Hz amplitude, z-scoring on the training trials)",
+            n_raw,
+            layout.n_electrodes,
+        )
         test_set = set(int(i) for i in (test if test is not None else []))
         train_segments = [
             (int(s), int(e)) for i, (s, e) in enumerate(zip(start, end, strict=True)) if i not in test_set
         ]
-        hg = compute_highgamma(
-            raw, fs, HighGammaConfig(line_freq=cfg.line_freq), train_segments=train_segments
-        )
+        hg = compute_highgamma(raw, fs, HighGammaConfig(line_freq=cfg.line_freq), train_segments=train_segments)
         timings["highgamma_pipeline"] = time.perf_counter() - t0
         if hg.features.shape[0] != n_frames:
-            raise RuntimeError(
-                f"high-gamma pipeline returned {hg.features.shape[0]} frames, expected {n_frames}"
-            )
+            raise RuntimeError(f"high-gamma pipeline returned {hg.features.shape[0]} frames, expected {n_frames}")
         ratio = measure_speech_ratio(hg.envelope, feats.is_speech)
         detected = np.asarray(hg.stats.bad, dtype=bool)
         truth = GroundTruth(
