@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +63,7 @@ class SynthWeights:
         if not path.is_file():
             raise FileNotFoundError(f"synth weights file not found: {path}")
         try:
-            with np.load(path) as z:
+            with open(path, "rb") as fh, np.load(fh) as z:
                 version = int(z["format_version"])
                 if version != SYNTH_FORMAT_VERSION:
                     raise ValueError(
@@ -73,7 +74,7 @@ class SynthWeights:
                     **{k: z[k].astype(np.float32) for k in
                        ("shape_tables", "bw0_hz", "bw_slope", "gain_v_db", "gain_n_db", "background")},
                 )
-        except (OSError, KeyError, ValueError, EOFError) as exc:
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             if isinstance(exc, ValueError) and "format version" in str(exc):
                 raise
             raise ValueError(f"{path} is not a readable synth weights file: {exc}") from exc

@@ -1,0 +1,273 @@
+"""Stage 1: train the speech encoder with the synthesizer in the loop on one participant's own speech.
+
+Losses: L1 between synthesized and true normalized-dB spectrograms (linear 256 bins and 128 mel bands),
+plus priors that keep the parameters physical: formant order (F_i + 50 Hz <= F_i+1), temporal smoothness of
+the formant tracks, low loudness in silent frames, and the DSP tracker's voicing as weak supervision of α.
+The DSP pitch track anchors f0 (the encoder refines it within ±8 %).
+
+Training is bounded by wall-clock minutes, checkpoints every ``checkpoint_every_s`` seconds and on Ctrl-C /
+SIGTERM (the model files in the output directory are then always a usable model), and resumes when run
+again on the same directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgensd.config import Config
+from edgensd.data.participant import load_participant, trial_split
+from edgensd.log import logger, progress_enabled
+from edgensd.params import ALPHA, FORMANT_F, LOUD, VoiceRange
+from edgensd.speech.features import trial_features
+from edgensd.speech.model import SpeechModel, SpeechModelConfig
+from edgensd.speech.synth import estimate_background, power_to_norm_t
+
+CHECKPOINT_FILE = "checkpoint.pt"
+TRAIN_CONFIG_FILE = "train_config.json"
+LOG_FILE = "train_log.jsonl"
+
+
+@dataclasses.dataclass
+class SpeechTrainConfig(Config):
+    """Stage-1 training settings (saved as ``train_config.json`` beside the model)."""
+
+    data: str = ""
+    max_minutes: float = 30.0
+    seed: int = 0
+    batch_size: int = 12
+    crop_frames: int = 160
+    lr_encoder: float = 1e-3
+    lr_synth: float = 3e-3
+    weight_mel: float = 1.0
+    weight_order: float = 1.0
+    weight_smooth: float = 0.02
+    weight_silence: float = 0.1
+    weight_voicing: float = 0.05
+    checkpoint_every_s: float = 120.0
+    n_threads: int = 0  # 0: torch default
+    model: SpeechModelConfig = dataclasses.field(default_factory=SpeechModelConfig)
+
+
+class _StopFlag:
+    """Turns SIGINT/SIGTERM into a flag the loop checks, so a checkpoint is written before exiting."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._old: dict[int, object] = {}
+
+    def __enter__(self) -> _StopFlag:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not in the main thread
+                pass
+        return self
+
+    def _handle(self, signum, frame) -> None:  # noqa: ARG002
+        self.signum = signum
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def _atomic_torch_save(obj: dict, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict:
+    """Read a training checkpoint; a damaged file raises a ValueError naming it."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # torch raises many types for a damaged file
+        raise ValueError(
+            f"checkpoint {path} is corrupted ({type(exc).__name__}: {exc}); delete it to start over"
+        ) from exc
+
+
+class _Batches:
+    """Random crops from the concatenated training trials."""
+
+    def __init__(self, feats: list, voice: VoiceRange, crop: int, rng: np.random.Generator) -> None:
+        self.x = np.concatenate([f.encoder_input(voice) for f in feats]).astype(np.float32)
+        self.spec = np.concatenate([f.spec for f in feats]).astype(np.float32)
+        self.mel = np.concatenate([f.mel for f in feats]).astype(np.float32)
+        self.voiced = np.concatenate([f.voiced for f in feats]).astype(np.float32)
+        power = np.concatenate([f.power for f in feats])
+        level = 10 * np.log10(power.mean(axis=1) + 1e-12)
+        self.silent = (level < np.percentile(level, 15) + 3.0).astype(np.float32)
+        self.crop = min(crop, self.x.shape[0])
+        self.rng = rng
+
+    def sample(self, n: int) -> tuple[torch.Tensor, ...]:
+        starts = self.rng.integers(0, self.x.shape[0] - self.crop + 1, size=n)
+        idx = starts[:, None] + np.arange(self.crop)[None, :]
+        return tuple(torch.from_numpy(a[idx]) for a in (self.x, self.spec, self.mel, self.voiced, self.silent))
+
+
+def speech_losses(
+    model: SpeechModel, cfg: SpeechTrainConfig, x, spec, mel, voiced, silent
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Total stage-1 loss and its parts for one batch."""
+    params, power = model(x)
+    l_lin = (power_to_norm_t(power) - spec).abs().mean()
+    l_mel = (model.synth.mel_norm_from_power(power) - mel).abs().mean()
+    fr = params[..., FORMANT_F]
+    l_order = torch.relu(fr[..., :-1] + 50.0 - fr[..., 1:]).mean() / 1000.0
+    l_smooth = ((fr[:, 1:] - fr[:, :-1]).abs() / 1000.0).mean()
+    lo, hi = cfg.model.voice.loudness_db
+    l_sil = (torch.relu(params[..., LOUD] - (lo + 0.25 * (hi - lo))) / (hi - lo) * silent).mean()
+    a = params[..., ALPHA].clamp(1e-4, 1 - 1e-4)
+    l_voice = -(voiced * torch.log(a) + (1 - voiced) * torch.log(1 - a)).mean()
+    total = (
+        l_lin
+        + cfg.weight_mel * l_mel
+        + cfg.weight_order * l_order
+        + cfg.weight_smooth * l_smooth
+        + cfg.weight_silence * l_sil
+        + cfg.weight_voicing * l_voice
+    )
+    parts = {"lin": l_lin.item(), "mel": l_mel.item(), "order": l_order.item(), "smooth": l_smooth.item(),
+             "silence": l_sil.item(), "voicing": l_voice.item()}
+    return total, parts
+
+
+def train_speech(data: str | Path, out_dir: str | Path, config: SpeechTrainConfig | None = None) -> Path:
+    """Train (or resume training) a speech model; returns the output directory.
+
+    Parameters
+    ----------
+    data : path
+        Participant (or speech-only) HDF5 file with the participant's speech.
+    out_dir : path
+        Output directory: ``model.pt``, ``speech_model.json``, ``synth_weights.npz``, ``train_config.json``,
+        ``checkpoint.pt``, ``train_log.jsonl``. If it holds a checkpoint, training resumes from it.
+    config : SpeechTrainConfig, optional
+
+    Raises
+    ------
+    KeyboardInterrupt
+        After Ctrl-C / SIGTERM, once the checkpoint and model files are written.
+    """
+    out_dir = Path(out_dir)
+    data = Path(data)
+    cfg = config or SpeechTrainConfig()
+    cfg.data = str(data)
+    ckpt_path = out_dir / CHECKPOINT_FILE
+    ckpt = None
+    if ckpt_path.is_file():
+        ckpt = load_checkpoint(ckpt_path)
+        old = SpeechTrainConfig.from_dict(ckpt["train_config"])
+        if old.model != cfg.model:
+            logger.info("resuming with the architecture stored in %s", ckpt_path)
+        cfg.model = old.model
+        logger.info("resuming from %s (step %d, %.1f min trained)", ckpt_path, ckpt["step"], ckpt["elapsed_s"] / 60)
+    if cfg.max_minutes <= 0:
+        raise ValueError(f"max_minutes must be > 0, got {cfg.max_minutes}")
+    if cfg.n_threads:
+        torch.set_num_threads(cfg.n_threads)
+
+    p = load_participant(data, require_neural=False)
+    if ckpt is None:
+        if p.voice_range is not None:
+            cfg.model.voice = p.voice_range
+        else:
+            logger.warning("%s has no voice_range; using the %r preset", data, cfg.model.voice.name)
+    elif p.voice_range is not None and not p.voice_range.same_as(cfg.model.voice):
+        raise ValueError(f"{data} has a different voice_range from the checkpoint in {out_dir}")
+    voice = cfg.model.voice
+    train_idx, test_idx = trial_split(p)
+    logger.info("%s: %d training trials (%d held out)", data, len(train_idx), len(test_idx))
+    t_feat = time.time()
+    feats = trial_features(p, train_idx, voice)
+    logger.info("features in %.1f s", time.time() - t_feat)
+
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    background = estimate_background(np.concatenate([f.power for f in feats]))
+    model = SpeechModel(cfg.model, background=background)
+    opt = torch.optim.AdamW(
+        [
+            {"params": model.encoder.parameters(), "lr": cfg.lr_encoder, "weight_decay": 1e-4},
+            {"params": model.synth.parameters(), "lr": cfg.lr_synth, "weight_decay": 0.0},
+        ]
+    )
+    base_lrs = [cfg.lr_encoder, cfg.lr_synth]
+    step, elapsed = 0, 0.0
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        step, elapsed = int(ckpt["step"]), float(ckpt["elapsed_s"])
+        rng = np.random.default_rng(cfg.seed + step)
+        torch.manual_seed(cfg.seed + step)
+    batches = _Batches(feats, voice, cfg.crop_frames, rng)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cfg.save(out_dir / TRAIN_CONFIG_FILE)
+
+    def checkpoint(done: bool) -> None:
+        _atomic_torch_save(
+            {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "elapsed_s": elapsed,
+             "train_config": cfg.to_dict(), "done": done},
+            ckpt_path,
+        )
+        model.save(out_dir)
+
+    budget = cfg.max_minutes * 60.0
+    from tqdm import tqdm
+
+    bar = tqdm(total=int(budget), initial=int(min(elapsed, budget)), unit="s", desc="train speech",
+               disable=not progress_enabled())
+    last_ckpt = time.time()
+    log_f = open(out_dir / LOG_FILE, "a")
+    model.train()
+    try:
+        with _StopFlag() as stop:
+            while elapsed < budget:
+                t0 = time.time()
+                frac = elapsed / budget
+                scale = 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac))
+                for g, lr in zip(opt.param_groups, base_lrs, strict=True):
+                    g["lr"] = lr * scale
+                loss, parts = speech_losses(model, cfg, *batches.sample(cfg.batch_size))
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"training loss became {loss.item()} at step {step}")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                opt.step()
+                step += 1
+                dt = time.time() - t0
+                elapsed += dt
+                bar.update(int(elapsed) - bar.n if int(elapsed) > bar.n else 0)
+                if step % 25 == 0:
+                    rec = {"step": step, "elapsed_s": round(elapsed, 1), "loss": round(loss.item(), 5),
+                           **{k: round(v, 5) for k, v in parts.items()}}
+                    log_f.write(json.dumps(rec) + "\n")
+                    log_f.flush()
+                    bar.set_postfix(loss=f"{loss.item():.4f}", lin=f"{parts['lin']:.4f}")
+                    logger.debug("step %d: %s", step, rec)
+                if stop.signum is not None:
+                    checkpoint(done=False)
+                    logger.warning("stopped by signal %d at step %d; checkpoint written to %s (run the same "
+                                   "command again to resume)", stop.signum, step, ckpt_path)
+                    raise KeyboardInterrupt
+                if time.time() - last_ckpt > cfg.checkpoint_every_s:
+                    checkpoint(done=False)
+                    last_ckpt = time.time()
+    finally:
+        bar.close()
+        log_f.close()
+    checkpoint(done=True)
+    logger.info("trained %d steps in %.1f min; model in %s", step, elapsed / 60, out_dir)
+    return out_dir
