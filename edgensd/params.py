@@ -72,7 +72,8 @@ class VoiceRange(Config):
         (4800.0, 7600.0),
     )
     fu_hz: tuple[float, float] = (1000.0, 7800.0)
-    bu_hz: tuple[float, float] = (300.0, 5000.0)
+    # lower limit small enough that offsets up to 8 kHz reach every knot of the learned unvoiced shape
+    bu_hz: tuple[float, float] = (30.0, 5000.0)
 
     @classmethod
     def preset(cls, name: str) -> VoiceRange:

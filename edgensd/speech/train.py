@@ -46,7 +46,8 @@ class SpeechTrainConfig(Config):
     batch_size: int = 12
     crop_frames: int = 160
     lr_encoder: float = 1e-3
-    lr_synth: float = 3e-3
+    lr_synth: float = 1e-2
+    lr_synth_gain: float = 0.1
     weight_mel: float = 1.0
     weight_order: float = 1.0
     weight_smooth: float = 0.02
@@ -197,13 +198,17 @@ def train_speech(data: str | Path, out_dir: str | Path, config: SpeechTrainConfi
     rng = np.random.default_rng(cfg.seed)
     background = estimate_background(np.concatenate([f.power for f in feats]))
     model = SpeechModel(cfg.model, background=background)
+    # The gain curves are cosine coefficients in dB and must move by tens of dB: they get their own rate.
+    gains = [model.synth.gain_v, model.synth.gain_n]
+    other_synth = [prm for prm in model.synth.parameters() if all(prm is not g for g in gains)]
     opt = torch.optim.AdamW(
         [
             {"params": model.encoder.parameters(), "lr": cfg.lr_encoder, "weight_decay": 1e-4},
-            {"params": model.synth.parameters(), "lr": cfg.lr_synth, "weight_decay": 0.0},
+            {"params": other_synth, "lr": cfg.lr_synth, "weight_decay": 0.0},
+            {"params": gains, "lr": cfg.lr_synth_gain, "weight_decay": 0.0},
         ]
     )
-    base_lrs = [cfg.lr_encoder, cfg.lr_synth]
+    base_lrs = [cfg.lr_encoder, cfg.lr_synth, cfg.lr_synth_gain]
     step, elapsed = 0, 0.0
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
