@@ -1,0 +1,28 @@
+"""Compare evaluated decoders side by side: markdown table + PNG (PCC, per-parameter r, MACs, parameters,
+measured look-ahead, training time, floor and ridge baselines).
+
+Example:
+  edgensd compare --evals runs/*/eval.json --out runs/compare
+"""
+
+from __future__ import annotations
+
+import argparse
+
+COMMAND = ("compare",)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of ``edgensd compare``."""
+    p.add_argument("--evals", nargs="+", required=True, help="evaluation JSONs (edgensd eval decoder --json)")
+    p.add_argument("--out", required=True, help="output directory (compare.md, compare.png, compare.json)")
+    p.add_argument("--occlusions", nargs="*", default=None, help="occlusion.json files to add their verdicts")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Write the comparison and print the markdown table."""
+    from edgensd.decoding.compare import compare
+
+    res = compare(args.evals, args.out, args.occlusions)
+    print(res["markdown"])
+    return 0

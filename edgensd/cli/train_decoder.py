@@ -1,0 +1,56 @@
+"""Train an ECoG decoder (stage 2) against a frozen speech model.
+
+The frozen speech encoder turns the true audio into reference parameters (cached in the output directory,
+or --cache-dir); the loss compares the decoded parameters' synthesized linear and mel spectrograms with
+the true ones and the parameters with the reference (Chen et al. 2024). Checkpoints every two minutes and
+on Ctrl-C / SIGTERM; running the same command again on the same --out resumes, up to --max-minutes in total.
+
+Example:
+  edgensd train decoder --data sim/p0.h5 --speech-model runs/speech --arch edge --causal --out runs/edge
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+COMMAND = ("train", "decoder")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of ``edgensd train decoder``."""
+    p.add_argument("--data", required=True, help="participant HDF5 file (neural features + audio)")
+    p.add_argument("--speech-model", required=True, help="trained speech model directory (edgensd train speech)")
+    p.add_argument("--arch", required=True, help="decoder architecture: edge, lstm, resnet3d or swin3d")
+    grp = p.add_mutually_exclusive_group()
+    grp.add_argument("--causal", dest="causal", action="store_true", default=True,
+                     help="causal (streaming) variant (default)")
+    grp.add_argument("--non-causal", dest="causal", action="store_false", help="non-causal variant")
+    p.add_argument("--out", required=True, help="output directory (resumes if it holds a checkpoint)")
+    p.add_argument("--max-minutes", type=float, default=30.0, help="training time budget in minutes (total)")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    p.add_argument("--batch-size", type=int, default=16, help="crops per step (default 16)")
+    p.add_argument("--cache-dir", default="", help="where reference parameters are cached (default: --out)")
+    p.add_argument("--decoder-config", default=None, metavar="JSON",
+                   help='overrides of the architecture config, e.g. \'{"hidden_size": 64}\'')
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train and print where the model is."""
+    from edgensd.decoding.train import DecoderTrainConfig, train_decoder
+
+    overrides = {}
+    if args.decoder_config:
+        try:
+            overrides = json.loads(args.decoder_config)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"--decoder-config must be a JSON object: {exc}") from exc
+        if not isinstance(overrides, dict):
+            raise ValueError(f"--decoder-config must be a JSON object, got {args.decoder_config!r}")
+    cfg = DecoderTrainConfig(arch=args.arch, causal=args.causal, max_minutes=args.max_minutes, seed=args.seed,
+                             n_threads=args.threads, batch_size=args.batch_size, cache_dir=args.cache_dir,
+                             decoder=overrides)
+    out = train_decoder(args.data, args.speech_model, args.out, cfg)
+    print(f"decoder in {out}")
+    return 0

@@ -1,0 +1,187 @@
+"""Compare evaluated decoders side by side: a markdown table and a PNG (numpy + matplotlib; no torch).
+
+Inputs are JSON files written by ``edgensd eval decoder``; optional ``occlusion.json`` files (from
+``edgensd occlusion``) found beside them or given explicitly add the leading-vs-lagging verdict.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from edgensd.log import logger
+from edgensd.params import PARAM_NAMES
+
+__all__ = ["REQUIRED_KEYS", "compare", "load_evals", "markdown_table"]
+
+#: Keys an evaluation JSON must hold to be compared.
+REQUIRED_KEYS: tuple[str, ...] = (
+    "pcc_mean", "pcc_median", "n_trials", "per_param", "macs_per_frame", "n_params", "lookahead_frames",
+    "floor_pcc_mean", "ridge_pcc_mean",
+)
+
+
+def load_evals(paths) -> list[dict]:
+    """Read evaluation JSONs; errors name the file and the missing keys."""
+    out = []
+    if not paths:
+        raise ValueError("evals must name at least one evaluation JSON (from 'edgensd eval decoder')")
+    for path in paths:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"evaluation JSON not found: {path}")
+        try:
+            d = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path} is not valid JSON: {exc}") from exc
+        missing = [k for k in REQUIRED_KEYS if k not in d]
+        if missing:
+            raise ValueError(f"{path} is not an 'edgensd eval decoder' result: keys {missing} are missing")
+        d.setdefault("name", path.stem)
+        d["_path"] = str(path)
+        out.append(d)
+    return out
+
+
+def _fmt_int(v) -> str:
+    return "-" if v is None else f"{int(round(v)):,}"
+
+
+def _fmt(v, nd=3) -> str:
+    return "-" if v is None or (isinstance(v, float) and not np.isfinite(v)) else f"{v:.{nd}f}"
+
+
+def _look(d: dict) -> str:
+    n = int(d["lookahead_frames"])
+    return f">= {n} (unbounded)" if d.get("lookahead_unbounded") else f"{n} ({8 * n} ms)"
+
+
+def markdown_table(evals: list[dict], occl: dict | None = None) -> str:
+    """Markdown of the main table and the per-parameter table.
+
+    Parameters
+    ----------
+    evals : list of dict
+        From :func:`load_evals`.
+    occl : dict, optional
+        Model name → occlusion result (adds a leading-vs-lagging column).
+    """
+    data_keys = {d.get("data_key") for d in evals}
+    lines = []
+    if len(data_keys) > 1:
+        lines.append("**Warning:** these evaluations come from different data files; baselines differ per row.\n")
+    hdr = ["model", "PCC mean", "PCC median", "floor", "ridge", "PCC − ridge", "ceiling", "STOI", "MACs/frame",
+           "params", "look-ahead (frames)", "training (min)", "steps", "trials"]
+    if occl:
+        hdr.append("occlusion: leading > lagging (AUC)")
+    lines += ["| " + " | ".join(hdr) + " |", "|" + "|".join(["---"] + ["---:"] * (len(hdr) - 1)) + "|"]
+    for d in evals:
+        ts = d.get("train_seconds")
+        row = [
+            d["name"], _fmt(d["pcc_mean"]), _fmt(d["pcc_median"]), _fmt(d["floor_pcc_mean"]),
+            _fmt(d["ridge_pcc_mean"]) + (" (c)" if d.get("causal") else " (nc)"),
+            _fmt(d["pcc_mean"] - d["ridge_pcc_mean"], 3), _fmt(d.get("ceiling_pcc_mean")), _fmt(d.get("stoi_mean")),
+            _fmt_int(d["macs_per_frame"]), _fmt_int(d["n_params"]), _look(d),
+            "-" if ts is None else f"{ts / 60:.1f}", _fmt_int(d.get("train_steps")), str(d["n_trials"]),
+        ]
+        if occl:
+            o = occl.get(d["name"])
+            gt = (o or {}).get("ground_truth")
+            row.append("-" if not gt else f"{gt['leading_above_lagging']} ({gt['auc_leading_vs_lagging']:.2f})")
+        lines.append("| " + " | ".join(row) + " |")
+    lines.append("")
+    lines.append("PCC: per held-out trial, Pearson r over frames × 256 bins of normalized dB, mean over trials. "
+                 "floor: training-mean spectrum; ridge: lagged neural frames → spectrogram, (c) causal lags "
+                 "t-24..t, (nc) t-24..t+24 (step 2 frames); ceiling: the speech model's own resynthesis of the "
+                 "reference parameters; STOI: see each JSON's `stoi.variant`.")
+    lines.append("")
+    lines.append("Per-parameter Pearson r (decoded vs the speech encoder's reference parameters):")
+    lines.append("")
+    lines.append("| model | " + " | ".join(PARAM_NAMES) + " |")
+    lines.append("|---|" + "|".join(["---:"] * len(PARAM_NAMES)) + "|")
+    for d in evals:
+        lines.append("| " + d["name"] + " | " + " | ".join(_fmt(d["per_param"].get(n), 2) for n in PARAM_NAMES)
+                     + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _plot(evals: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [d["name"] for d in evals]
+    x = np.arange(len(evals))
+    fig, axes = plt.subplots(1, 2, figsize=(14, 4.8), gridspec_kw={"width_ratios": [1, 1.4]})
+    ax = axes[0]
+    ax.bar(x - 0.27, [d["pcc_mean"] for d in evals], 0.27, label="decoder", color="C0")
+    ax.bar(x, [d["ridge_pcc_mean"] for d in evals], 0.27, label="ridge (same causality)", color="C1")
+    ax.bar(x + 0.27, [d["floor_pcc_mean"] for d in evals], 0.27, label="floor", color="C7")
+    ax.set_xticks(x, names, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("spectrogram PCC (held-out mean)")
+    lo = min(min(d["floor_pcc_mean"], d["pcc_mean"], d["ridge_pcc_mean"]) for d in evals)
+    ax.set_ylim(lo - 0.05 if lo < 0 else max(0.0, lo - 0.05), None)
+    ax.legend(fontsize=7)
+    for i, d in enumerate(evals):
+        ax.annotate(f"{d['macs_per_frame'] / 1e6:.2f} M\nMAC/fr", (i - 0.27, d["pcc_mean"]), fontsize=6,
+                    ha="center", va="bottom")
+    ax = axes[1]
+    m = np.array([[d["per_param"].get(n, np.nan) for n in PARAM_NAMES] for d in evals], float)
+    im = ax.imshow(m, cmap="viridis", vmin=0, vmax=1, aspect="auto")
+    ax.set_xticks(range(len(PARAM_NAMES)), PARAM_NAMES, rotation=60, ha="right", fontsize=7)
+    ax.set_yticks(range(len(evals)), names, fontsize=8)
+    for i in range(m.shape[0]):
+        for j in range(m.shape[1]):
+            if np.isfinite(m[i, j]):
+                ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=5,
+                        color="w" if m[i, j] < 0.6 else "k")
+    fig.colorbar(im, ax=ax, label="Pearson r vs reference")
+    ax.set_title("per-parameter r", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def compare(
+    evals: list[str | os.PathLike], out_dir: str | os.PathLike, occlusions: list[str | os.PathLike] | None = None
+) -> dict:
+    """Write ``compare.md``, ``compare.png`` and ``compare.json`` for several evaluations.
+
+    Parameters
+    ----------
+    evals : list of path
+        Evaluation JSONs (``edgensd eval decoder --json``).
+    out_dir : path
+    occlusions : list of path, optional
+        ``occlusion.json`` files; matched to evaluations by model name.
+
+    Returns
+    -------
+    dict
+        ``markdown`` (the table), ``rows`` (one summary dict per model), paths written.
+    """
+    ev = load_evals(evals)
+    occl = {}
+    for path in occlusions or []:
+        o = json.loads(Path(path).read_text())
+        occl[o.get("name", Path(path).parent.name)] = o
+    md = markdown_table(ev, occl or None)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "compare.md").write_text(md)
+    _plot(ev, out_dir / "compare.png")
+    rows = [
+        {k: d.get(k) for k in ("name", "arch", "causal", "pcc_mean", "pcc_median", "floor_pcc_mean", "ridge_pcc_mean",
+                               "ceiling_pcc_mean", "stoi_mean", "macs_per_frame", "n_params", "lookahead_frames",
+                               "lookahead_unbounded", "train_seconds", "train_steps", "n_trials", "per_param",
+                               "_path")}
+        for d in ev
+    ]
+    (out_dir / "compare.json").write_text(json.dumps({"rows": rows}, indent=2) + "\n")
+    logger.info("compared %d models: %s", len(ev), out_dir / "compare.md")
+    return {"markdown": md, "rows": rows, "markdown_path": str(out_dir / "compare.md"),
+            "png_path": str(out_dir / "compare.png")}

@@ -1,0 +1,490 @@
+"""Stage 2: train an ECoG decoder to produce the frozen speech encoder's parameters, with the frozen
+synthesizer in the loss (Chen et al. 2024).
+
+Per batch of random crops of training-trial segments (neural frames with context, see
+:mod:`edgensd.decoding.targets`):
+
+* the decoder maps high-gamma frames (batch, crop, n_electrodes) to raw parameters (batch, crop, 18);
+  :func:`edgensd.params.raw_to_physical` maps them to physical units with the speech model's voice range;
+* the frozen synthesizer renders their power spectrogram (deterministic); the loss compares its linear
+  (256 bins) and mel (128 bands) normalized-dB spectrograms with the true ones (L1);
+* a weighted parameter loss compares ``sigmoid(raw)`` (each parameter's position in its range) with the
+  reference parameters' positions (L1; f0 weighted by the reference voicing, the spectral-shape parameters
+  by the frame's activity; per-parameter weights in :class:`DecoderTrainConfig`).
+
+The first ``warmup_frames`` output frames of each crop are left out of the loss (a causal decoder starts
+each crop from the zero state; a non-causal one also misses its future at the last frames, which are left
+out too).
+
+Training is bounded by wall-clock minutes, checkpoints every ``checkpoint_every_s`` seconds and on Ctrl-C /
+SIGTERM (the model files in the output directory are then always a usable model), and resumes when run
+again on the same directory. The output directory holds ``decoder_config.json`` + ``decoder_weights.pt``
+(:func:`edgensd.decoders.load_decoder`), ``train_config.json``, ``decoder_info.json`` (provenance: data
+and speech-model hashes, the participant's high-gamma pipeline, the voice range, training time),
+``checkpoint.pt``, ``train_log.jsonl`` and the reference cache.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from edgensd.config import Config
+from edgensd.data.participant import Participant, load_participant, trial_split
+from edgensd.decoding.targets import (
+    CONTEXT_FRAMES,
+    Segments,
+    build_segments,
+    check_neural,
+    data_key,
+    file_sha256,
+    load_references,
+    param_loss_weights,
+    param_position,
+)
+from edgensd.log import logger, progress_enabled
+from edgensd.params import LOUD, N_PARAMS, PARAM_NAMES, VoiceRange, raw_to_physical
+from edgensd.speech.train import _atomic_torch_save, _StopFlag, load_checkpoint
+
+CHECKPOINT_FILE = "checkpoint.pt"
+TRAIN_CONFIG_FILE = "train_config.json"
+INFO_FILE = "decoder_info.json"
+LOG_FILE = "train_log.jsonl"
+
+#: Default weight of each parameter in the parameter loss (PARAM_NAMES order): f0, loudness and voicing,
+#: F1-F3 count fully; F4-F6, the amplitudes and the unvoiced formant half.
+DEFAULT_PARAM_WEIGHTS: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.5, 0.5, 0.5, *([0.5] * 6), 0.5, 0.5, 0.5)
+
+__all__ = [
+    "DEFAULT_PARAM_WEIGHTS",
+    "DecoderTrainConfig",
+    "TrainedDecoder",
+    "decoder_losses",
+    "load_trained_decoder",
+    "train_decoder",
+]
+
+
+@dataclasses.dataclass
+class DecoderTrainConfig(Config):
+    """Stage-2 training settings (saved as ``train_config.json`` beside the decoder).
+
+    Parameters
+    ----------
+    data : str
+        Participant file.
+    speech_model : str
+        Speech model directory (absolute path).
+    arch : str
+        Registered decoder name (:func:`edgensd.decoders.list_decoders`).
+    causal : bool
+        Causal (streaming) or non-causal variant.
+    decoder : dict
+        Overrides of the architecture's config fields (e.g. ``{"hidden_size": 64}``).
+    max_minutes : float
+        Wall-clock training budget (total over resumptions), minutes.
+    seed : int
+    batch_size : int
+        Crops per step.
+    crop_frames : int
+        Frames per crop (8 ms each).
+    warmup_frames : int
+        Output frames at the start of each crop (and, non-causal, at its end) left out of the loss.
+    context_frames : int
+        Frames of context around each trial in its segment.
+    lr, weight_decay : float
+        AdamW settings; the learning rate follows a cosine over the budget after a 2 % warm-up.
+    weight_lin, weight_mel, weight_param : float
+        Weights of the linear-spectrogram, mel-spectrogram and parameter losses.
+    param_weights : tuple of 18 float
+        Per-parameter weights of the parameter loss.
+    checkpoint_every_s : float
+        Seconds between checkpoints.
+    n_threads : int
+        Torch threads (0: torch default).
+    cache_dir : str
+        Where the reference parameters are cached ("" = the output directory).
+    """
+
+    data: str = ""
+    speech_model: str = ""
+    arch: str = "edge"
+    causal: bool = True
+    decoder: dict[str, Any] = dataclasses.field(default_factory=dict)
+    max_minutes: float = 30.0
+    seed: int = 0
+    batch_size: int = 16
+    crop_frames: int = 160
+    warmup_frames: int = 32
+    context_frames: int = CONTEXT_FRAMES
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    weight_lin: float = 1.0
+    weight_mel: float = 1.0
+    weight_param: float = 1.0
+    param_weights: tuple[float, ...] = DEFAULT_PARAM_WEIGHTS
+    checkpoint_every_s: float = 120.0
+    n_threads: int = 0
+    cache_dir: str = ""
+
+    def __post_init__(self) -> None:
+        self.param_weights = tuple(float(w) for w in self.param_weights)
+        if len(self.param_weights) != N_PARAMS or min(self.param_weights) < 0:
+            raise ValueError(f"param_weights must be {N_PARAMS} non-negative floats ({', '.join(PARAM_NAMES)})")
+        for name in ("batch_size", "crop_frames"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.warmup_frames < self.crop_frames // 2:
+            raise ValueError(f"warmup_frames must be in [0, crop_frames // 2), got {self.warmup_frames}")
+        if self.context_frames < 0:
+            raise ValueError(f"context_frames must be >= 0, got {self.context_frames}")
+
+
+class _Crops:
+    """Random crops of the training segments (with validity masks)."""
+
+    def __init__(self, seg: Segments, voice: VoiceRange, cfg: DecoderTrainConfig, rng: np.random.Generator):
+        self.seg = seg
+        self.rng = rng
+        self.crop = cfg.crop_frames
+        self.pos = param_position(seg.params, voice)
+        lf = np.concatenate([seg.params[seg.trial_rows(k), LOUD] for k in range(len(seg))])
+        loud_ref = (float(np.percentile(lf, 20)), float(np.percentile(lf, 80)))
+        self.w_param = param_loss_weights(seg.params, voice, loud_ref)
+        self.lengths = np.diff(seg.offsets)
+        self.prob = self.lengths / self.lengths.sum()
+        loss_mask = np.ones(self.crop, np.float32)
+        loss_mask[: cfg.warmup_frames] = 0.0
+        if not cfg.causal and cfg.warmup_frames:
+            loss_mask[-cfg.warmup_frames :] = 0.0
+        self.loss_mask = loss_mask
+
+    def sample(self, n: int) -> tuple[torch.Tensor, ...]:
+        k = self.rng.choice(len(self.lengths), size=n, p=self.prob)
+        ln = self.lengths[k]
+        start = (self.rng.random(n) * (np.maximum(ln - self.crop, 0) + 1)).astype(np.int64)
+        t = start[:, None] + np.arange(self.crop)[None, :]
+        valid = t < ln[:, None]
+        idx = self.seg.offsets[k][:, None] + np.minimum(t, ln[:, None] - 1)
+        x = self.seg.neural[idx] * valid[..., None]
+        mask = valid * self.loss_mask[None, :]
+        arrays = (x, self.seg.spec[idx], self.seg.mel[idx], self.pos[idx], self.w_param[idx], mask.astype(np.float32))
+        return tuple(torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)) for a in arrays)
+
+
+def decoder_losses(
+    decoder, synth, voice: VoiceRange, cfg: DecoderTrainConfig, x, spec, mel, pos_ref, w_param, mask
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Total stage-2 loss and its parts for one batch.
+
+    Parameters
+    ----------
+    decoder : Decoder
+    synth : Synthesizer
+        The frozen synthesizer.
+    voice : VoiceRange
+    cfg : DecoderTrainConfig
+    x : Tensor (B, T, n_electrodes)
+    spec : Tensor (B, T, 256)
+        True normalized-dB spectrogram.
+    mel : Tensor (B, T, 128)
+    pos_ref : Tensor (B, T, 18)
+        Reference parameters' positions in their ranges (:func:`param_position`).
+    w_param : Tensor (B, T, 18)
+        Per-frame parameter-loss weights.
+    mask : Tensor (B, T)
+        1 where the frame counts, 0 where it does not (warm-up frames, padding).
+
+    Returns
+    -------
+    total : Tensor (scalar)
+    parts : dict of float
+        ``lin``, ``mel``, ``param``.
+    """
+    from edgensd.speech.synth import power_to_norm_t
+
+    raw = decoder(x)
+    keep = mask > 0  # only the frames that count go through the synthesizer (it dominates the cost)
+    raw_k, w_k = raw[keep], w_param[keep]
+    power = synth(raw_to_physical(raw_k, voice))
+    n = max(int(keep.sum()), 1)
+    l_lin = (power_to_norm_t(power) - spec[keep]).abs().sum() / (n * spec.shape[-1])
+    l_mel = (synth.mel_norm_from_power(power) - mel[keep]).abs().sum() / (n * mel.shape[-1])
+    w = w_k * torch.as_tensor(cfg.param_weights, dtype=raw.dtype)
+    l_par = ((torch.sigmoid(raw_k) - pos_ref[keep]).abs() * w).sum() / w.sum().clamp_min(1e-6)
+    total = cfg.weight_lin * l_lin + cfg.weight_mel * l_mel + cfg.weight_param * l_par
+    return total, {"lin": l_lin.item(), "mel": l_mel.item(), "param": l_par.item()}
+
+
+def _grid_for(p: Participant) -> tuple[tuple[tuple[int, int], ...], tuple[int, int], str]:
+    from edgensd.neural.layouts import grid_index_for
+
+    g = grid_index_for(p.n_electrodes, p.electrode_positions, p.hemisphere)
+    return tuple((int(r), int(c)) for r, c in zip(g.rows, g.cols, strict=True)), tuple(g.shape), g.method
+
+
+def _pipeline_info(p: Participant) -> dict:
+    """The participant's feature pipeline and origin, from its attributes (JSON strings parsed)."""
+    out: dict[str, Any] = {}
+    for k, v in p.attrs.items():
+        if isinstance(v, str) and k.endswith("_config"):
+            try:
+                out[k] = json.loads(v)
+                continue
+            except json.JSONDecodeError:
+                pass
+        if isinstance(v, (str, int, float, bool)):
+            out[k] = v
+    out.update({"hemisphere": p.hemisphere, "density": p.density, "n_electrodes": p.n_electrodes,
+                "grid_shape": list(p.grid_shape) if p.grid_shape is not None else None})
+    if "highgamma_config" not in out:
+        out["highgamma_config"] = None  # the file does not say how its features were made
+    return out
+
+
+def _check_voice(p: Participant, speech_voice: VoiceRange, data, speech_dir) -> None:
+    if p.voice_range is not None and not p.voice_range.same_as(speech_voice):
+        raise ValueError(
+            f"speech model {speech_dir} has voice range {speech_voice.name!r} {speech_voice.f0_hz} Hz, which "
+            f"differs from the participant's in {data} ({p.voice_range.name!r} {p.voice_range.f0_hz} Hz): use "
+            "the speech model trained on this participant's own speech"
+        )
+
+
+def train_decoder(
+    data: str | os.PathLike,
+    speech_model: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    config: DecoderTrainConfig | None = None,
+) -> Path:
+    """Train (or resume training) an ECoG decoder; returns the output directory.
+
+    Parameters
+    ----------
+    data : path
+        Participant file (z-scored high-gamma features, audio, trials; :mod:`edgensd.data.participant`).
+    speech_model : path
+        Trained speech model directory (stage 1) of the same participant's voice.
+    out_dir : path
+        Output directory; if it holds a checkpoint, training resumes from it (same architecture, same data).
+    config : DecoderTrainConfig, optional
+        ``arch``, ``causal``, budget and loss settings (``data`` and ``speech_model`` are set here).
+
+    Returns
+    -------
+    Path
+        ``out_dir``.
+
+    Raises
+    ------
+    ValueError
+        Bad settings, a participant without usable neural data, an empty training split, a speech model of
+        another voice range, or a checkpoint of another architecture / data file in ``out_dir``.
+    FileNotFoundError
+        Missing data file or speech model.
+    KeyboardInterrupt
+        After Ctrl-C / SIGTERM, once the checkpoint and model files are written.
+    """
+    from tqdm import tqdm
+
+    from edgensd.decoders import get_decoder, get_decoder_class, list_decoders, save_decoder
+    from edgensd.decoders import n_params as count_params
+    from edgensd.speech.model import load_speech_model
+
+    out_dir = Path(out_dir)
+    data = Path(data)
+    speech_dir = Path(speech_model).resolve()
+    cfg = config or DecoderTrainConfig()
+    cfg.data, cfg.speech_model = str(data), str(speech_dir)
+    if cfg.arch not in list_decoders():
+        raise ValueError(f"arch must be one of {list_decoders()}, got {cfg.arch!r}")
+    if get_decoder_class(cfg.arch).causal_only and not cfg.causal:
+        raise ValueError(f"arch {cfg.arch!r} exists only as a causal model: use --causal")
+    ckpt_path = out_dir / CHECKPOINT_FILE
+    ckpt = None
+    if ckpt_path.is_file():
+        ckpt = load_checkpoint(ckpt_path)
+        old = DecoderTrainConfig.from_dict(ckpt["train_config"])
+        if (old.arch, old.causal) != (cfg.arch, cfg.causal):
+            raise ValueError(
+                f"{out_dir} holds a checkpoint of {old.arch!r} (causal={old.causal}); resume it with the same "
+                f"--arch and --causal/--non-causal or choose another --out (asked for {cfg.arch!r}, "
+                f"causal={cfg.causal})"
+            )
+        budget_min = cfg.max_minutes
+        cfg = dataclasses.replace(old, max_minutes=budget_min, data=cfg.data, speech_model=cfg.speech_model)
+        logger.info("resuming from %s (step %d, %.1f min trained)", ckpt_path, ckpt["step"], ckpt["elapsed_s"] / 60)
+    if not cfg.max_minutes > 0:
+        raise ValueError(f"max_minutes must be > 0, got {cfg.max_minutes}")
+    if cfg.n_threads:
+        torch.set_num_threads(cfg.n_threads)
+
+    sm = load_speech_model(speech_dir)
+    voice = sm.config.voice
+    p = load_participant(data)
+    check_neural(p)
+    _check_voice(p, voice, data, speech_dir)
+    key = data_key(p)
+    if ckpt is not None and ckpt.get("data_key") not in (None, key):
+        raise ValueError(f"{out_dir} holds a checkpoint trained on other data (key {ckpt['data_key']}, {data} has "
+                         f"{key}); choose another --out")
+    train_idx, test_idx = trial_split(p)
+    if len(train_idx) == 0:
+        raise ValueError(f"{data} has no training trials (all {p.n_trials} are held out)")
+    logger.info("%s: %d electrodes, %d training trials (%d held out)", data, p.n_electrodes, len(train_idx),
+                len(test_idx))
+    cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else out_dir
+    refs = load_references(p, sm, speech_dir, cfg.context_frames, cache_dir)
+    seg = build_segments(p, refs, train_idx, exclude=test_idx)
+
+    torch.manual_seed(cfg.seed)
+    grid_index, grid_shape, grid_method = _grid_for(p)
+    model = get_decoder(cfg.arch, config=dict(cfg.decoder), n_electrodes=p.n_electrodes, causal=cfg.causal,
+                        grid_index=grid_index, grid_shape=grid_shape)
+    synth = sm.synth.eval()
+    for prm in synth.parameters():
+        prm.requires_grad_(False)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    step, elapsed = 0, 0.0
+    rng = np.random.default_rng(cfg.seed)
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        step, elapsed = int(ckpt["step"]), float(ckpt["elapsed_s"])
+        rng = np.random.default_rng([cfg.seed, step])
+        torch.manual_seed(cfg.seed + step)
+    crops = _Crops(seg, voice, cfg, rng)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cfg.save(out_dir / TRAIN_CONFIG_FILE)
+    info = {
+        "arch": cfg.arch,
+        "causal": cfg.causal,
+        "data": str(data.resolve()),
+        "data_key": key,
+        "speech_model": str(speech_dir),
+        "speech_model_sha256": file_sha256(speech_dir / "model.pt"),
+        "voice_range": voice.to_dict(),
+        "participant": _pipeline_info(p),
+        "grid_method": grid_method,
+        "n_electrodes": p.n_electrodes,
+        "n_train_trials": int(len(train_idx)),
+        "n_test_trials": int(len(test_idx)),
+        "n_params": count_params(model),
+        "torch": torch.__version__,
+        "machine": platform.machine(),
+        "threads": torch.get_num_threads(),
+    }
+
+    def checkpoint(done: bool) -> None:
+        _atomic_torch_save(
+            {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "elapsed_s": elapsed,
+             "train_config": cfg.to_dict(), "data_key": key, "done": done},
+            ckpt_path,
+        )
+        save_decoder(model, out_dir)
+        info.update({"train_seconds": round(elapsed, 1), "train_steps": step, "done": done,
+                     "train_frames_seen": step * cfg.batch_size * cfg.crop_frames})
+        tmp = out_dir / (INFO_FILE + ".tmp")
+        tmp.write_text(json.dumps(info, indent=2) + "\n")
+        os.replace(tmp, out_dir / INFO_FILE)
+
+    budget = cfg.max_minutes * 60.0
+    bar = tqdm(total=int(budget), initial=int(min(elapsed, budget)), unit="s", desc=f"train {cfg.arch}",
+               disable=not progress_enabled())
+    last_ckpt = time.time()
+    log_f = open(out_dir / LOG_FILE, "a")
+    model.train()
+    try:
+        with _StopFlag() as stop:
+            while elapsed < budget:
+                t0 = time.time()
+                frac = elapsed / budget
+                scale = min(1.0, (frac + 1e-3) / 0.02) * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * frac)))
+                for g in opt.param_groups:
+                    g["lr"] = cfg.lr * scale
+                loss, parts = decoder_losses(model, synth, voice, cfg, *crops.sample(cfg.batch_size))
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"training loss became {loss.item()} at step {step}")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                opt.step()
+                step += 1
+                elapsed += time.time() - t0
+                if int(elapsed) > bar.n:
+                    bar.update(int(min(elapsed, budget)) - bar.n)
+                if step % 10 == 0:
+                    rec = {"step": step, "elapsed_s": round(elapsed, 1), "loss": round(loss.item(), 5),
+                           **{k: round(v, 5) for k, v in parts.items()}}
+                    log_f.write(json.dumps(rec) + "\n")
+                    log_f.flush()
+                    bar.set_postfix(loss=f"{loss.item():.4f}", lin=f"{parts['lin']:.4f}")
+                if stop.signum is not None:
+                    checkpoint(done=False)
+                    logger.warning("stopped by signal %d at step %d; checkpoint written to %s (run the same "
+                                   "command again to resume)", stop.signum, step, ckpt_path)
+                    raise KeyboardInterrupt
+                if time.time() - last_ckpt > cfg.checkpoint_every_s:
+                    checkpoint(done=False)
+                    last_ckpt = time.time()
+    finally:
+        bar.close()
+        log_f.close()
+    checkpoint(done=True)
+    logger.info("trained %s (causal=%s) for %d steps in %.1f min; model in %s", cfg.arch, cfg.causal, step,
+                elapsed / 60, out_dir)
+    return out_dir
+
+
+@dataclasses.dataclass
+class TrainedDecoder:
+    """A trained decoder directory, loaded.
+
+    Attributes
+    ----------
+    decoder : Decoder
+        In eval mode.
+    train_config : DecoderTrainConfig
+    info : dict
+        ``decoder_info.json``.
+    directory : Path
+    """
+
+    decoder: Any
+    train_config: DecoderTrainConfig
+    info: dict
+    directory: Path
+
+
+def load_trained_decoder(model_dir: str | os.PathLike) -> TrainedDecoder:
+    """Load a directory written by :func:`train_decoder`.
+
+    Raises
+    ------
+    FileNotFoundError
+        The directory, or one of its files, is missing (the message names it).
+    """
+    from edgensd.decoders import load_decoder
+    from edgensd.decoders.registry import CONFIG_FILE
+
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise FileNotFoundError(f"decoder model directory not found: {model_dir}")
+    for name in (CONFIG_FILE, TRAIN_CONFIG_FILE, INFO_FILE):
+        if not (model_dir / name).is_file():
+            raise FileNotFoundError(
+                f"{model_dir} holds no {name}: is it a directory written by 'edgensd train decoder'?"
+            )
+    decoder = load_decoder(model_dir)
+    cfg = DecoderTrainConfig.load(model_dir / TRAIN_CONFIG_FILE)
+    info = json.loads((model_dir / INFO_FILE).read_text())
+    return TrainedDecoder(decoder=decoder, train_config=cfg, info=info, directory=model_dir)

@@ -1,0 +1,282 @@
+"""Stage 2 end to end on a tiny participant: training, resume, evaluation, occlusion, compare, bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from edgensd.cli.main import main  # noqa: E402
+from edgensd.data.participant import load_participant, save_participant  # noqa: E402
+from edgensd.decoding import train as train_mod  # noqa: E402
+from edgensd.decoding.baselines import CAUSAL_LAGS, fit_ridge, floor_spectrum, lagged  # noqa: E402
+from edgensd.decoding.compare import compare  # noqa: E402
+from edgensd.decoding.evaluate import evaluate_decoder  # noqa: E402
+from edgensd.decoding.occlusion import compare_with_truth  # noqa: E402
+from edgensd.decoding.targets import Segments, param_position  # noqa: E402
+from edgensd.decoding.train import DecoderTrainConfig, load_trained_decoder, train_decoder  # noqa: E402
+from edgensd.params import PARAM_NAMES, VoiceRange, raw_to_physical  # noqa: E402
+
+torch.set_num_threads(1)
+
+EDGE_SMALL = {"channels": 8, "dilations": [1, 2], "gru_hidden": 8}
+
+
+def _cfg(**kw) -> DecoderTrainConfig:
+    base = dict(arch="edge", max_minutes=0.04, batch_size=4, crop_frames=48, warmup_frames=8, context_frames=24,
+                decoder=dict(EDGE_SMALL), checkpoint_every_s=1000.0)
+    base.update(kw)
+    return DecoderTrainConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """A 64-electrode participant simulated from 6 real prompts (2 held out) and a tiny speech model."""
+    from edgensd.data.speech import SpeechDataConfig, SpeechDataMissingError, build_speech_participant
+    from edgensd.neural.simulate import SimulationConfig, simulate, write_simulation
+    from edgensd.speech.model import SpeechModelConfig
+    from edgensd.speech.train import SpeechTrainConfig, train_speech
+
+    try:
+        sp, _ = build_speech_participant(SpeechDataConfig(max_prompts=6, n_test=2))
+    except SpeechDataMissingError as exc:
+        pytest.skip(f"real speech not installed: {exc}")
+    d = tmp_path_factory.mktemp("decoding")
+    save_participant(sp, d / "speech.h5")
+    res = simulate(SimulationConfig(speech=str(d / "speech.h5"), layout="ld8x8", seed=3, trial_gap_s=0.8),
+                   verbose="warning")
+    write_simulation(res, d / "p.h5")
+    train_speech(d / "speech.h5", d / "sm",
+                 SpeechTrainConfig(max_minutes=0.03, model=SpeechModelConfig(hidden=16, n_blocks=1)))
+    # the model everything below evaluates, trained through the CLI
+    rc = main(["train", "decoder", "-q", "--data", str(d / "p.h5"), "--speech-model", str(d / "sm"), "--arch",
+               "edge", "--causal", "--out", str(d / "edge"), "--max-minutes", "0.04", "--batch-size", "4",
+               "--decoder-config", json.dumps(EDGE_SMALL)])
+    assert rc == 0
+    return d
+
+
+def test_train_writes_model_config_and_provenance(setup):
+    d = setup
+    td = load_trained_decoder(d / "edge")
+    assert td.decoder.causal and td.decoder.n_electrodes == 64 and not td.decoder.training
+    assert td.train_config.arch == "edge" and td.train_config.decoder == EDGE_SMALL
+    info = td.info
+    assert info["done"] and info["train_steps"] >= 1 and info["train_seconds"] > 0
+    assert VoiceRange.from_dict(info["voice_range"]).same_as(VoiceRange.preset("high"))
+    hg = info["participant"]["highgamma_config"]
+    assert isinstance(hg, dict) and hg  # the simulated file records its high-gamma pipeline
+    assert info["grid_method"] == "positions" and len(info["data_key"]) == 16
+    assert list(d.joinpath("edge").glob("reference_*.npz"))  # reference parameters cached
+    again = DecoderTrainConfig.load(d / "edge" / "train_config.json")
+    assert again == td.train_config
+
+
+def test_resume_after_interruption(setup, tmp_path, monkeypatch):
+    d = setup
+    shutil.copy(next((d / "edge").glob("reference_*.npz")), tmp_path)  # skip recomputing the references
+
+    class StopAfter(train_mod._StopFlag):
+        """Reports SIGTERM from the third check of the flag on (after the third step)."""
+
+        def __enter__(self):
+            self.checks = 0
+            return self
+
+        def __exit__(self, *exc):
+            return None
+
+        @property
+        def signum(self):
+            self.checks += 1
+            return 15 if self.checks >= 3 else None
+
+        @signum.setter
+        def signum(self, value):
+            pass
+
+    monkeypatch.setattr(train_mod, "_StopFlag", StopAfter)
+    with pytest.raises(KeyboardInterrupt):
+        train_decoder(d / "p.h5", d / "sm", tmp_path, _cfg(max_minutes=1.0))
+    ck = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    assert ck["step"] == 3 and not ck["done"]
+    assert json.loads((tmp_path / "decoder_info.json").read_text())["done"] is False
+    load_trained_decoder(tmp_path)  # the interrupted directory holds a usable model
+    monkeypatch.undo()
+    # resume: same directory, continues from step 3 up to the (shorter) total budget
+    train_decoder(d / "p.h5", d / "sm", tmp_path, _cfg(max_minutes=ck["elapsed_s"] / 60 + 0.01))
+    ck2 = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    assert ck2["done"] and ck2["step"] > 3 and ck2["elapsed_s"] > ck["elapsed_s"]
+    # a checkpoint of another architecture is refused
+    with pytest.raises(ValueError, match="holds a checkpoint of 'edge'"):
+        train_decoder(d / "p.h5", d / "sm", tmp_path, _cfg(arch="lstm", decoder={"hidden_size": 8}))
+
+
+def test_eval_json_wavs_and_plots(setup, tmp_path):
+    d = setup
+    out = tmp_path / "eval.json"
+    rc = main(["eval", "decoder", "-q", "--model", str(d / "edge"), "--data", str(d / "p.h5"), "--json", str(out),
+               "--wav-dir", str(tmp_path / "wav"), "--plots", str(tmp_path / "plots")])
+    assert rc == 0
+    r = json.loads(out.read_text())
+    for key in ("pcc_mean", "pcc_median", "n_trials", "per_param", "stoi_mean", "macs_per_frame", "n_params",
+                "lookahead_frames", "floor_pcc_mean", "ridge_pcc_mean", "baselines", "train_seconds"):
+        assert key in r, key
+    assert r["n_trials"] == 2 and len(r["per_trial"]) == 2
+    assert set(r["per_param"]) == set(PARAM_NAMES)
+    assert -1 <= r["pcc_mean"] <= 1 and 0 < r["floor_pcc_mean"] < 1
+    assert r["lookahead_frames"] == 0 and r["causal"] and r["macs_per_frame"] > 0 and r["n_params"] > 0
+    assert "extended=False" in r["stoi"]["variant"] and "render" in r["stoi"]["variant"]
+    assert "t-24..t" in r["baselines"]["ridge_causal"] and r["baselines"]["ridge"] == "causal lags"
+    assert len(list((tmp_path / "wav").glob("*_original.wav"))) == 2
+    assert len(list((tmp_path / "wav").glob("*_decoded.wav"))) == 2
+    assert len(list((tmp_path / "plots").glob("*.png"))) == 2
+    # the same model evaluated again from the cache gives the same figures
+    r2 = evaluate_decoder(d / "edge", d / "p.h5", stoi=False)
+    assert r2["pcc_mean"] == pytest.approx(r["pcc_mean"]) and r2["stoi_mean"] is None
+
+
+def test_occlusion_json_and_png(setup, tmp_path):
+    d = setup
+    rc = main(["occlusion", "-q", "--model", str(d / "edge"), "--data", str(d / "p.h5"), "--out", str(tmp_path),
+               "--max-trials", "1"])
+    assert rc == 0
+    r = json.loads((tmp_path / "occlusion.json").read_text())
+    assert len(r["drop"]) == 64 and r["n_trials"] == 1
+    gt = r["ground_truth"]
+    assert set(gt["roles"]) == {"leading", "lagging", "none"}
+    assert 0 <= gt["auc_leading_vs_lagging"] <= 1 and isinstance(gt["leading_above_lagging"], bool)
+    assert (tmp_path / "occlusion.png").stat().st_size > 1000
+
+
+def test_compare_with_truth_ranks_leading_electrodes():
+    truth = type("T", (), {})()
+    truth.role = np.array(["leading"] * 3 + ["lagging"] * 3 + ["none"] * 2)
+    truth.bad = np.zeros(8, bool)
+    truth.bad_detected = np.zeros(8, bool)
+    truth.bad_detected[0] = True
+    drop = np.array([-1.0, 0.3, 0.2, 0.1, 0.0, -0.1, 0.0, 0.0])
+    res = compare_with_truth(drop, truth)
+    assert res["excluded_bad"] == [0] and res["roles"]["leading"]["n"] == 2
+    assert res["auc_leading_vs_lagging"] == 1.0 and res["leading_above_lagging"]
+    res = compare_with_truth(-drop, truth)
+    assert res["auc_leading_vs_lagging"] == 0.0 and not res["leading_above_lagging"]
+
+
+def test_compare_table_and_png(setup, tmp_path):
+    d = setup
+    r = evaluate_decoder(d / "edge", d / "p.h5", stoi=False)
+    paths = []
+    for name in ("edge (causal)", "other model"):
+        p = tmp_path / f"{name.split()[0]}.json"
+        p.write_text(json.dumps({**r, "name": name}))
+        paths.append(str(p))
+    rc = main(["compare", "-q", "--evals", *paths, "--out", str(tmp_path / "cmp")])
+    assert rc == 0
+    md = (tmp_path / "cmp" / "compare.md").read_text()
+    assert "| edge (causal) |" in md and "| other model |" in md and "floor" in md and "ridge" in md
+    assert "MACs/frame" in md and "look-ahead" in md and "training (min)" in md and "f0_hz" in md
+    assert (tmp_path / "cmp" / "compare.png").stat().st_size > 1000
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"pcc_mean": 0.5}))
+    with pytest.raises(ValueError, match="keys .* are missing"):
+        compare([bad], tmp_path / "cmp2")
+    assert main(["compare", "-q", "--evals", str(tmp_path / "nope.json"), "--out", str(tmp_path)]) == 2
+
+
+def _rewrite(src, dst, fn):
+    shutil.copy(src, dst)
+    with h5py.File(dst, "r+") as f:
+        fn(f)
+    return dst
+
+
+def test_bad_inputs(setup, tmp_path):
+    d = setup
+    model = d / "edge"
+    # electrode count differs from the model's
+    p = load_participant(d / "p.h5")
+    fewer = dataclasses.replace(p, ecog=p.ecog[:, :60].copy(), raw_signal=None, raw_fs=None,
+                                electrode_positions=p.electrode_positions[:60], path=None)
+    save_participant(fewer, tmp_path / "fewer.h5")
+    with pytest.raises(ValueError, match="60 electrodes but the model was trained on n_electrodes=64"):
+        evaluate_decoder(model, tmp_path / "fewer.h5")
+    # NaN in the features
+    def put_nan(f):
+        x = f["ecog_alldataset"][()]
+        x[10, 5] = np.nan
+        f["ecog_alldataset"][...] = x
+
+    nan_file = _rewrite(d / "p.h5", tmp_path / "nan.h5", put_nan)
+    with pytest.raises(ValueError, match="NaN"):
+        evaluate_decoder(model, nan_file)
+    with pytest.raises(ValueError, match="NaN"):
+        train_decoder(nan_file, d / "sm", tmp_path / "m_nan", _cfg())
+    # an empty test split
+    def no_test(f):
+        del f["test_trials"]
+        f.create_dataset("test_trials", data=np.zeros(0, np.int64))
+
+    empty = _rewrite(d / "p.h5", tmp_path / "empty.h5", no_test)
+    with pytest.raises(ValueError, match="empty test split"):
+        evaluate_decoder(model, empty)
+    # a speech model of another participant's voice range
+    other = tmp_path / "sm_low"
+    shutil.copytree(d / "sm", other)
+    cfg = json.loads((other / "speech_model.json").read_text())
+    cfg["voice"] = VoiceRange.preset("low").to_dict()
+    (other / "speech_model.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="voice range"):
+        evaluate_decoder(model, d / "p.h5", speech_model=other)
+    with pytest.raises(ValueError, match="voice range"):
+        train_decoder(d / "p.h5", other, tmp_path / "m_low", _cfg())
+    # missing model directory / speech model, bad architecture choices
+    with pytest.raises(FileNotFoundError, match="decoder model directory not found"):
+        evaluate_decoder(tmp_path / "missing", d / "p.h5")
+    with pytest.raises(FileNotFoundError, match="holds no decoder_config.json"):
+        evaluate_decoder(tmp_path, d / "p.h5")
+    with pytest.raises(FileNotFoundError, match="speech model directory not found"):
+        train_decoder(d / "p.h5", tmp_path / "no_sm", tmp_path / "m", _cfg())
+    with pytest.raises(ValueError, match="arch must be one of"):
+        train_decoder(d / "p.h5", d / "sm", tmp_path / "m", _cfg(arch="transformer"))
+    with pytest.raises(ValueError, match="only as a causal model"):
+        train_decoder(d / "p.h5", d / "sm", tmp_path / "m", _cfg(causal=False))
+    # the CLI reports these as one line and exit status 2
+    assert main(["eval", "decoder", "-q", "--model", str(tmp_path / "missing"), "--data", str(d / "p.h5"),
+                 "--json", str(tmp_path / "x.json")]) == 2
+    assert main(["occlusion", "-q", "--model", str(model), "--data", str(tmp_path / "fewer.h5"), "--out",
+                 str(tmp_path / "o")]) == 2
+
+
+def test_ridge_baseline_and_floor_on_synthetic_segments():
+    rng = np.random.default_rng(0)
+    n_seg, n, e = 12, 120, 6
+    neural = rng.standard_normal((n_seg * n, e)).astype(np.float32)
+    w = rng.standard_normal((e * len(CAUSAL_LAGS), 256)).astype(np.float32) * 0.1
+    spec = np.concatenate([lagged(neural[k * n : (k + 1) * n], CAUSAL_LAGS) @ w for k in range(n_seg)])
+    spec += 0.05 * rng.standard_normal(spec.shape).astype(np.float32)
+    seg = Segments(trials=np.arange(n_seg), offsets=np.arange(n_seg + 1) * n, first=np.full(n_seg, 20),
+                   length=np.full(n_seg, 80), neural=neural, spec=spec.astype(np.float32),
+                   mel=np.zeros((n_seg * n, 128), np.float32), params=np.zeros((n_seg * n, 18), np.float32))
+    model = fit_ridge(seg, CAUSAL_LAGS)
+    pred = model.predict(neural[:n])
+    assert np.corrcoef(pred.ravel(), spec[:n].ravel())[0, 1] > 0.95
+    assert model.causal and "t-24..t" in model.describe()
+    assert floor_spectrum(seg).shape == (256,)
+    # lag conventions: lag 2 puts frame t-2 in row t, lag -2 frame t+2
+    x = np.arange(10, dtype=np.float32)[:, None]
+    z = lagged(x, (2, -2))
+    assert z[5, 0] == 3 and z[5, 1] == 7 and z[0, 0] == 0 and z[9, 1] == 0
+
+
+def test_param_position_is_sigmoid_of_raw():
+    voice = VoiceRange.preset("high")
+    raw = np.random.default_rng(1).standard_normal((50, 18)).astype(np.float32)
+    pos = param_position(raw_to_physical(raw, voice), voice)
+    np.testing.assert_allclose(pos, 1 / (1 + np.exp(-raw)), atol=2e-4)
