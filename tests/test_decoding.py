@@ -132,6 +132,8 @@ def test_eval_json_wavs_and_plots(setup, tmp_path):
     assert set(r["per_param"]) == set(PARAM_NAMES)
     assert -1 <= r["pcc_mean"] <= 1 and 0 < r["floor_pcc_mean"] < 1
     assert r["lookahead_frames"] == 0 and r["causal"] and r["macs_per_frame"] > 0 and r["n_params"] > 0
+    sp = r["streaming_parity"]
+    assert sp["frame_by_frame_max_abs_diff"] <= 1e-5 and sp["random_chunks_max_abs_diff"] <= 1e-5
     assert "extended=False" in r["stoi"]["variant"] and "render" in r["stoi"]["variant"]
     assert "t-24..t" in r["baselines"]["ridge_causal"] and r["baselines"]["ridge"] == "causal lags"
     assert len(list((tmp_path / "wav").glob("*_original.wav"))) == 2

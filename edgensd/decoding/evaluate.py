@@ -33,6 +33,7 @@ from edgensd.spectrogram import power_to_norm
 
 __all__ = [
     "STOI_DESCRIPTION", "decode_segment", "evaluate_decoder", "load_eval_setup", "params_to_spec", "prepare_cache",
+    "streaming_parity",
 ]
 
 STOI_DESCRIPTION = (
@@ -57,6 +58,47 @@ def decode_segment(decoder, neural: np.ndarray) -> np.ndarray:
     """
     with torch.no_grad():
         return decoder(torch.from_numpy(np.ascontiguousarray(neural, np.float32))[None])[0].numpy()
+
+
+def streaming_parity(decoder, neural: np.ndarray, seed: int = 0) -> dict:
+    """Check a causal decoder's streaming forms against its whole-sequence output on real features.
+
+    Parameters
+    ----------
+    decoder : Decoder
+        Causal, eval mode.
+    neural : ndarray, shape (n, n_electrodes)
+        One segment of features.
+    seed : int
+        Seed of the random chunk sizes (1 to 17 frames).
+
+    Returns
+    -------
+    dict
+        ``frame_by_frame_max_abs_diff`` (``step`` with carried state) and ``random_chunks_max_abs_diff``
+        (:meth:`~edgensd.decoders.Decoder.stream`), both against ``forward`` on the whole segment (raw outputs),
+        and ``n_frames``.
+    """
+    x = torch.from_numpy(np.ascontiguousarray(neural, np.float32))[None]
+    rng = np.random.default_rng(seed)
+    with torch.no_grad():
+        whole = decoder(x)
+        state = decoder.init_state(1)
+        steps = []
+        for t in range(x.shape[1]):
+            y, state = decoder.step(x[:, t], state)
+            steps.append(y)
+        look = decoder.lookahead_frames
+        by_frame = torch.stack(steps, 1)[:, look:]
+        cuts = np.cumsum(rng.integers(1, 18, size=x.shape[1]))
+        cuts = [0, *[int(c) for c in cuts if c < x.shape[1]], x.shape[1]]
+        chunks = torch.cat(list(decoder.stream([x[:, a:b] for a, b in zip(cuts[:-1], cuts[1:], strict=True)])), 1)
+    n = by_frame.shape[1]
+    return {
+        "frame_by_frame_max_abs_diff": float((by_frame - whole[:, :n]).abs().max()),
+        "random_chunks_max_abs_diff": float((chunks - whole).abs().max()),
+        "n_frames": int(x.shape[1]),
+    }
 
 
 def params_to_spec(synth, params: np.ndarray) -> np.ndarray:
@@ -215,7 +257,9 @@ def evaluate_decoder(
         ``lookahead_frames`` (measured), ``baselines`` (``floor_pcc_mean``, ``ridge_causal_pcc_mean``,
         ``ridge_noncausal_pcc_mean``, ``ridge_pcc_mean`` (the one matching the model's causality), their
         lags and penalties), ``floor_pcc_mean`` and ``ridge_pcc_mean`` repeated at the top level,
-        ``ceiling_pcc_mean`` (speech-model resynthesis), training time and provenance.
+        ``ceiling_pcc_mean`` (speech-model resynthesis), ``streaming_parity`` (causal models: step-by-step
+        and random-chunk outputs vs the whole segment on the first held-out trial, :func:`streaming_parity`),
+        training time and provenance.
     """
     from tqdm import tqdm
 
@@ -257,6 +301,7 @@ def evaluate_decoder(
     s = summarize([u["pcc"] for u in per])
     n_probe = 128
     look = measure_lookahead(dec, n_frames=n_probe)
+    parity = streaming_parity(dec, te_seg.neural[te_seg.rows(0)]) if causal else None
     res = {
         "model": str(model_dir),
         "arch": td.train_config.arch,
@@ -280,6 +325,7 @@ def evaluate_decoder(
         "lookahead_note": f"measured by perturbing input frames (measure_lookahead, {n_probe}-frame probe); "
                           f">= {n_probe - 1} means unbounded (bidirectional recurrence)",
         "declared_lookahead_frames": int(dec.lookahead_frames) if causal else None,
+        "streaming_parity": parity,
         "train_seconds": td.info.get("train_seconds"),
         "train_steps": td.info.get("train_steps"),
         "train_done": td.info.get("done"),
