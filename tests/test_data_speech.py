@@ -20,28 +20,11 @@ from edgensd.data.speech import (
     list_prompts,
     read_transcripts,
 )
-from edgensd.log import logger
 from edgensd.params import VoiceRange
 
 HOP = 128
 
 
-@pytest.fixture
-def edgensd_log():
-    """Records of the package logger (it does not propagate, so caplog misses it)."""
-    records: list[logging.LogRecord] = []
-
-    class _Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            records.append(record)
-
-    handler = _Keep(level=logging.DEBUG)
-    old = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    yield records
-    logger.removeHandler(handler)
-    logger.setLevel(old)
 
 
 def test_transcripts_parse_real_file():

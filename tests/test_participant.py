@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 
 import h5py
 import numpy as np
@@ -19,28 +18,11 @@ from edgensd.data.participant import (
     save_participant,
     trial_split,
 )
-from edgensd.log import logger
 from edgensd.params import VoiceRange
 
 HOP = 128
 
 
-@pytest.fixture
-def edgensd_log():
-    """Records of the package logger (it does not propagate, so caplog misses it)."""
-    records: list[logging.LogRecord] = []
-
-    class _Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            records.append(record)
-
-    handler = _Keep(level=logging.DEBUG)
-    old = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    yield records
-    logger.removeHandler(handler)
-    logger.setLevel(old)
 
 
 def _trials(n_trials: int, length: int = 20, gap: int = 5) -> tuple[np.ndarray, np.ndarray, int]:
