@@ -8,9 +8,21 @@ Offline (``pipeline='offline'``, whole recording at once, zero phase)
     2. line-noise notches at ``line_freq`` and its harmonics up to ``notch_max_hz`` (IIR notch, Q =
        ``notch_q``, applied forward and backward);
     3. Butterworth band-pass ``band`` (order ``bandpass_order``, forward and backward);
-    4. analytic amplitude ``|hilbert(x)|``;
+    4. analytic amplitude ``|x + i·H(x)|``, the Hilbert transform ``H`` by FFT over the whole recording
+       (zero-padded to ``next_fast_len(n)``, as :func:`scipy.signal.hilbert`), taken as
+       ``irfft(-i·rfft(x))`` in single precision;
     5. rational polyphase resampling (:func:`scipy.signal.resample_poly`, Kaiser anti-alias filter at
        62.5 Hz, zero phase) from ``fs`` to 125 Hz.
+
+    Memory and time: steps 2–5 act on each channel separately, so they run on blocks of
+    ``max(1, block_samples // n_samples)`` channels copied to channel-major float64 rows (the CAR
+    references are computed first, in time chunks); the whole recording is never copied. The extra
+    memory is a few × ``block_samples`` × 8 bytes (:data:`DEFAULT_BLOCK_SAMPLES` = 2**22: ~0.2 GB) plus
+    the float32 output, whatever the channel count, and the result does not depend on the block size
+    (bit-identical). Filtering stays float64 (the notch poles sit at radius ~0.994); only the FFTs are
+    float32, which changes the envelope by ≲ 1e-6 of its RMS (the relative precision of a float32 FFT;
+    tests compare with the former whole-array float64 path and allow 2e-6; z-scored features move by
+    ~1e-6).
 
 Streaming (``pipeline='streaming'``, :class:`StreamingHighGamma`, causal, any block size)
     1. the same CAR (bad channels from an offline detection, fixed);
@@ -53,6 +65,10 @@ Bad channels (offline, :func:`detect_bad_channels`)
     every channel; only a channel that pops far more than its neighbours is bad). Clipped: more than
     ``bad_clip_fraction`` of samples sit at the channel's extreme values. Bad channels are excluded from
     the CAR and their features are set to 0 (the z-scored mean).
+    All statistics are exact (nothing is subsampled): the per-channel medians run on channel-major blocks,
+    and the popping count in time chunks computes the per-sample median across channels only on the rows
+    where it can change the count (it lies between the extremes of the quieter half of the channels; see
+    :func:`_count_pops`), a few per mille of the rows on real data.
 
 Units: input in µV (any consistent unit works); un-normalized envelopes are in the input unit; features
 after z-scoring are unitless.
@@ -64,6 +80,7 @@ import dataclasses
 from fractions import Fraction
 
 import numpy as np
+from scipy import fft as sp_fft
 from scipy import signal
 
 from edgensd.config import Config, check_choice
@@ -91,6 +108,9 @@ __all__ = [
 
 PIPELINES = ("offline", "streaming")
 LINE_FREQS = (50.0, 60.0)
+#: Working-set size of the offline pipeline and the bad-channel detection, in samples × channels: each
+#: float64 intermediate holds about this many values (2**22 → 32 MiB). Results do not depend on it.
+DEFAULT_BLOCK_SAMPLES = 1 << 22
 
 
 @dataclasses.dataclass
@@ -346,7 +366,115 @@ def _bad_array(bad, n: int) -> np.ndarray:
     return b
 
 
+# --------------------------------------------------------------------------------------- memory blocks
+
+
+def _block_size(block_samples: int | None) -> int:
+    if block_samples is None:
+        return DEFAULT_BLOCK_SAMPLES
+    b = int(block_samples)
+    if b < 1:
+        raise ValueError(f"block_samples must be a positive number of samples, got {block_samples!r}")
+    return b
+
+
+def _channel_blocks(n_ch: int, n_s: int, block_samples: int) -> list[slice]:
+    """Consecutive channel ranges of ``max(1, block_samples // n_s)`` channels covering ``0 … n_ch - 1``."""
+    c = max(1, block_samples // max(n_s, 1))
+    return [slice(i, min(i + c, n_ch)) for i in range(0, n_ch, c)]
+
+
+def _time_chunks(n_s: int, n_cols: int, block_samples: int) -> list[tuple[int, int]]:
+    """Consecutive ``(start, stop)`` sample ranges of ``max(1, block_samples // n_cols)`` samples."""
+    step = max(1, block_samples // max(n_cols, 1))
+    return [(a, min(a + step, n_s)) for a in range(0, n_s, step)]
+
+
+def _channel_major(x: np.ndarray, cols: slice, tile: int = 1 << 15) -> np.ndarray:
+    """float64 copy of ``x[:, cols]`` laid out channel-major: shape (n_cols, n_samples), rows contiguous.
+
+    Copied ``tile`` samples at a time, so each source row is read from memory once for all the block's
+    channels (a plain transposed copy reads it once per channel).
+    """
+    part = x[:, cols]
+    n = part.shape[0]
+    out = np.empty((part.shape[1], n), dtype=np.float64)
+    for a in range(0, n, tile):
+        out[:, a : a + tile] = part[a : a + tile].T
+    return out
+
+
 # ---------------------------------------------------------------------------------------- bad channels
+
+
+def _count_pops(
+    x: np.ndarray,
+    members: np.ndarray,
+    med_d: np.ndarray,
+    rsd: np.ndarray,
+    threshold: float,
+    block_samples: int,
+) -> np.ndarray:
+    """Per member, the number of samples ``i`` with ``|dd[i, j] - median_k dd[i, k]| > threshold``.
+
+    ``dd[i, j] = x[i + 1, j] - x[i, j] - med_d[j]`` (the median over members is taken only with at least
+    3 members; otherwise ``|dd| > threshold``). Exactly the count of the whole-array computation, in time
+    chunks of ``block_samples // len(members)`` samples, with the per-sample median only where needed: the
+    median of a row lies between the minimum ``lo`` and maximum ``hi`` of any fixed subset of more than
+    half its entries (here the members with the smallest robust SD), so ``dd - hi > threshold`` or
+    ``lo - dd > threshold`` is certainly a pop and ``dd - lo <= threshold`` with ``hi - dd <= threshold``
+    certainly not (float rounding is monotone, so this holds for the rounded differences too). Only rows
+    with an entry in neither case (a few per mille in practice) get their median computed.
+
+    Parameters
+    ----------
+    x : ndarray, shape (n_samples, n_channels)
+    members : ndarray of int, shape (m,)
+        Channel indices (ascending).
+    med_d : ndarray, shape (m,)
+        Median first difference of each member.
+    rsd : ndarray, shape (m,)
+        Robust SD of each member's first difference (picks the quiet subset).
+    threshold : float
+        Pop threshold, input unit per sample.
+    block_samples : int
+        Working-set size (samples × channels) of a chunk.
+
+    Returns
+    -------
+    ndarray, int64, shape (m,)
+    """
+    m = members.size
+    n_s = x.shape[0]
+    counts = np.zeros(m, dtype=np.int64)
+    if n_s < 2 or m == 0:
+        return counts
+    cols = slice(int(members[0]), int(members[-1]) + 1) if members[-1] - members[0] + 1 == m else members
+    quiet = np.argsort(rsd, kind="stable")[: m // 2 + 1]
+    step = max(1, block_samples // m)
+    for a in range(0, n_s - 1, step):
+        b = min(a + step, n_s - 1)  # differences a … b - 1 use samples a … b
+        dd = np.diff(x[a : b + 1, cols].astype(np.float64), axis=0)
+        dd -= med_d
+        if m < 3:
+            counts += (np.abs(dd) > threshold).sum(axis=0)
+            continue
+        q = dd[:, quiet]
+        lo, hi = q.min(axis=1), q.max(axis=1)
+        del q
+        cand = (dd.max(axis=1) - lo > threshold) | (hi - dd.min(axis=1) > threshold)
+        if not cand.any():
+            continue
+        dc = dd[cand]
+        lo, hi = lo[cand, None], hi[cand, None]
+        sure = (dc - hi > threshold) | (lo - dc > threshold)
+        maybe = (dc - lo > threshold) | (hi - dc > threshold)
+        undecided = (maybe & ~sure).any(axis=1)
+        counts += sure[~undecided].sum(axis=0)
+        if undecided.any():
+            du = dc[undecided]
+            counts += (np.abs(du - np.median(du, axis=1, keepdims=True)) > threshold).sum(axis=0)
+    return counts
 
 
 def detect_bad_channels(
@@ -357,13 +485,18 @@ def detect_bad_channels(
     groups=None,
     ch_names=None,
     marked=None,
+    block_samples: int | None = None,
 ) -> BadChannelReport:
     """Detect flat, noisy, popping and clipped channels with robust statistics.
+
+    Works in float64 on blocks of channels (per-channel statistics) and chunks of time (the per-sample
+    popping check), so the extra memory is about ``block_samples`` × 8 bytes × a few, whatever the size of
+    ``data``; the result does not depend on ``block_samples``.
 
     Parameters
     ----------
     data : ndarray, shape (n_samples, n_channels)
-        Raw signal (µV), finite.
+        Raw signal (µV), finite; any real dtype (not copied as a whole).
     fs : float
         Sampling rate in Hz.
     config : HighGammaConfig, optional
@@ -374,24 +507,46 @@ def detect_bad_channels(
         For the log.
     marked : array-like of bool, shape (n_channels,), optional
         Channels already known to be bad (reason ``'marked'``); they do not enter the group medians.
+    block_samples : int, optional
+        Working-set size in samples × channels (default :data:`DEFAULT_BLOCK_SAMPLES`).
 
     Returns
     -------
     BadChannelReport
     """
     cfg = config or HighGammaConfig()
-    x = _as_2d(data).astype(np.float64)
+    x = _as_2d(data)
     n_s, n_ch = x.shape
+    if n_s == 0:
+        raise ValueError("data has no samples (shape (0, n_channels)); bad channels need a recording")
+    bs = _block_size(block_samples)
     g = _groups_array(groups, n_ch)
     marked = _bad_array(marked, n_ch)
     names = ch_names if ch_names is not None else [f"#{i}" for i in range(n_ch)]
     reasons: dict[int, str] = {int(i): "marked" for i in np.flatnonzero(marked)}
-    d = np.diff(x, axis=0)
-    med_d = np.median(d, axis=0)
-    rsd = 1.4826 * np.median(np.abs(d - med_d), axis=0)
-    # Quantized or very smooth channels can have MAD 0 while not constant: fall back to the plain SD.
-    zero = rsd == 0
-    rsd[zero] = d[:, zero].std(axis=0) if n_s > 1 else 0.0
+    # per-channel statistics, a block of channels at a time (channel-major rows: fast medians)
+    med_d = np.zeros(n_ch)
+    rsd = np.zeros(n_ch)
+    xmax = np.empty(n_ch)
+    xmin = np.empty(n_ch)
+    at_edge = np.zeros(n_ch, dtype=np.int64)
+    for blk in _channel_blocks(n_ch, n_s, bs):
+        xb = _channel_major(x, blk)
+        hi, lo = xb.max(axis=1), xb.min(axis=1)
+        xmax[blk], xmin[blk] = hi, lo
+        at_edge[blk] = ((xb == hi[:, None]) | (xb == lo[:, None])).sum(axis=1)
+        if n_s < 2:
+            continue
+        d = np.diff(xb, axis=1)
+        del xb
+        m = np.median(d, axis=1)
+        med_d[blk] = m
+        r = 1.4826 * np.median(np.abs(d - m[:, None]), axis=1, overwrite_input=True)
+        # Quantized or very smooth channels can have MAD 0 while not constant: fall back to the plain SD.
+        zero = r == 0
+        if zero.any():
+            r[zero] = d[zero].std(axis=1)
+        rsd[blk] = r
     pops = np.zeros(n_ch)
     duration = max(n_s / fs, 1e-9)
     for grp in np.unique(g):
@@ -407,15 +562,12 @@ def detect_bad_channels(
         if ref > 0:
             # jumps relative to the group's typical variability; a common-mode transient (present on all
             # channels) is removed first, as the CAR would remove it
-            dd = d[:, members] - med_d[members]
-            dd = dd - np.median(dd, axis=1, keepdims=True) if members.size >= 3 else dd
-            pops[members] = (np.abs(dd) > cfg.bad_pop_z * ref).sum(axis=0) / duration
+            counts = _count_pops(x, members, med_d[members], rsd[members], cfg.bad_pop_z * ref, bs)
+            pops[members] = counts / duration
             typical = np.median(pops[members])
             for i in members:
                 if int(i) not in reasons and pops[i] > max(cfg.bad_pop_rate_hz, 5.0 * typical):
                     reasons[int(i)] = "popping"
-    xmax, xmin = x.max(axis=0), x.min(axis=0)
-    at_edge = ((x == xmax) | (x == xmin)).sum(axis=0)
     for i in range(n_ch):
         if int(i) not in reasons and xmax[i] > xmin[i] and at_edge[i] > max(4, cfg.bad_clip_fraction * n_s):
             reasons[int(i)] = "clipped"
@@ -435,6 +587,35 @@ def detect_bad_channels(
     return BadChannelReport(bad=bad, reasons=reasons, robust_sd=rsd, pops_per_s=pops)
 
 
+def _car_references(x: np.ndarray, bad, groups, block_samples: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """Common-average reference signals, computed in time chunks.
+
+    Returns
+    -------
+    refs : list of ndarray, float64, shape (n_samples,)
+        One per group that has a good channel: the per-sample mean of its good channels.
+    ref_of : ndarray of int, shape (n_channels,)
+        Index into ``refs`` of the reference subtracted from each channel; -1 = none.
+    """
+    n_s, n_ch = x.shape
+    b = _bad_array(bad, n_ch)
+    g = _groups_array(groups, n_ch)
+    refs: list[np.ndarray] = []
+    ref_of = np.full(n_ch, -1, dtype=np.int64)
+    for grp in np.unique(g):
+        members = g == grp
+        good = np.flatnonzero(members & ~b)
+        if good.size == 0:
+            logger.warning("CAR: group %d has no good channel; left unreferenced", grp)
+            continue
+        r = np.empty(n_s, dtype=np.float64)
+        for a, e in _time_chunks(n_s, good.size, block_samples):
+            r[a:e] = x[a:e][:, good].astype(np.float64, copy=False).mean(axis=1)
+        ref_of[members] = len(refs)
+        refs.append(r)
+    return refs, ref_of
+
+
 def common_average_reference(data: np.ndarray, bad=None, groups=None) -> np.ndarray:
     """Subtract, per sample, the mean of the good channels of each group.
 
@@ -449,19 +630,15 @@ def common_average_reference(data: np.ndarray, bad=None, groups=None) -> np.ndar
     Returns
     -------
     ndarray, float64, shape (n_samples, n_channels)
+        A new array (the input is not modified).
     """
-    x = _as_2d(data).astype(np.float64)
-    n_ch = x.shape[1]
-    b = _bad_array(bad, n_ch)
-    g = _groups_array(groups, n_ch)
-    out = x.copy()
-    for grp in np.unique(g):
-        members = g == grp
-        good = members & ~b
-        if not good.any():
-            logger.warning("CAR: group %d has no good channel; left unreferenced", grp)
-            continue
-        out[:, members] -= x[:, good].mean(axis=1, keepdims=True)
+    x = _as_2d(data)
+    refs, ref_of = _car_references(x, bad, groups, DEFAULT_BLOCK_SAMPLES)
+    out = x.astype(np.float64)
+    for k, r in enumerate(refs):
+        cols = np.flatnonzero(ref_of == k)
+        for a, e in _time_chunks(out.shape[0], cols.size, DEFAULT_BLOCK_SAMPLES):
+            out[a:e, cols] -= r[a:e, None]
     return out
 
 
@@ -502,20 +679,92 @@ def remove_line_noise(data: np.ndarray, fs: float, config: HighGammaConfig | Non
 # ------------------------------------------------------------------------------------------- offline
 
 
-def _offline_envelope(x: np.ndarray, fs: float, cfg: HighGammaConfig) -> np.ndarray:
-    notch = _notch_sos(fs, cfg)
-    if notch is not None:
-        x = signal.sosfiltfilt(notch, x, axis=0)
-    x = signal.sosfiltfilt(_bandpass_sos(fs, cfg), x, axis=0)
-    n = x.shape[0]
-    from scipy.fft import next_fast_len
+def _analytic_amplitude(x: np.ndarray, n_fft: int) -> np.ndarray:
+    """``|x + i·H(x)|`` along the last axis, as :func:`scipy.signal.hilbert` with ``N=n_fft`` computes it.
 
-    amp = np.abs(signal.hilbert(x, N=next_fast_len(n), axis=0)[:n])
-    fr = fs_fraction(fs, cfg.max_fs_denominator)
-    ratio = Fraction(int(FRAME_RATE)) / fr  # up / down, reduced
-    env = signal.resample_poly(amp, ratio.numerator, ratio.denominator, axis=0, padtype="line")
-    n_frames = n_frames_for_samples(n, fs, cfg.max_fs_denominator)
-    return np.clip(env[:n_frames], 0.0, None)
+    The analytic signal of the zero-padded ``x`` is ``x + i·H(x)`` with ``H(x) = irfft(-i · rfft(x))``,
+    the DC and Nyquist bins set to 0; this takes two real half-length FFTs instead of a complex forward
+    and inverse pair, and runs them in single precision (the FFT's relative error, ~1e-7 of the signal's
+    RMS, is that of the float32 features). The real part is ``x`` itself, in float64.
+
+    Parameters
+    ----------
+    x : ndarray, float64, shape (n_channels, n)
+        Band-passed signal, one channel per row.
+    n_fft : int
+        FFT length, ``>= n`` (zero padding).
+
+    Returns
+    -------
+    ndarray, float64, shape (n_channels, n)
+    """
+    n = x.shape[-1]
+    spec = sp_fft.rfft(x.astype(np.float32), n=n_fft, axis=-1)
+    spec[:, 0] = 0.0
+    if n_fft % 2 == 0:
+        spec[:, -1] = 0.0
+    spec *= -1j
+    h = sp_fft.irfft(spec, n=n_fft, axis=-1)[:, :n]
+    del spec
+    return np.hypot(x, h)
+
+
+def _offline_envelope(
+    x: np.ndarray,
+    fs: float,
+    cfg: HighGammaConfig,
+    *,
+    bad=None,
+    groups=None,
+    block_samples: int | None = None,
+) -> np.ndarray:
+    """Offline pipeline (CAR, notches, band-pass, Hilbert amplitude, 125 Hz) a block of channels at a time.
+
+    Every step after the CAR acts on each channel separately, so blocks of channels give the whole-array
+    result; the CAR references are computed first, in time chunks.
+
+    Parameters
+    ----------
+    x : ndarray, shape (n_samples, n_channels)
+        Raw signal, any real dtype (copied to float64 one block at a time).
+    fs : float
+        Hz.
+    cfg : HighGammaConfig
+    bad, groups : array-like, optional
+        CAR exclusion and groups (see :func:`common_average_reference`).
+    block_samples : int, optional
+        Samples × channels per block (default :data:`DEFAULT_BLOCK_SAMPLES`).
+
+    Returns
+    -------
+    ndarray, float32, shape (n_frames, n_channels)
+    """
+    n_s, n_ch = x.shape
+    bs = _block_size(block_samples)
+    if cfg.car:
+        refs, ref_of = _car_references(x, bad, groups, bs)
+    else:
+        refs, ref_of = [], np.full(n_ch, -1)
+    notch = _notch_sos(fs, cfg)
+    bandpass = _bandpass_sos(fs, cfg)
+    n_fft = sp_fft.next_fast_len(n_s)
+    ratio = Fraction(int(FRAME_RATE)) / fs_fraction(fs, cfg.max_fs_denominator)  # up / down, reduced
+    n_frames = n_frames_for_samples(n_s, fs, cfg.max_fs_denominator)
+    out = np.empty((n_frames, n_ch), dtype=np.float32)
+    for blk in _channel_blocks(n_ch, n_s, bs):
+        xb = _channel_major(x, blk)
+        for j, k in enumerate(ref_of[blk]):
+            if k >= 0:
+                xb[j] -= refs[k]
+        if notch is not None:
+            xb = signal.sosfiltfilt(notch, xb, axis=-1)
+        xb = signal.sosfiltfilt(bandpass, xb, axis=-1)
+        amp = _analytic_amplitude(xb, n_fft)
+        del xb
+        env = signal.resample_poly(amp, ratio.numerator, ratio.denominator, axis=-1, padtype="line")
+        del amp
+        out[:, blk] = np.clip(env[:, :n_frames], 0.0, None).T
+    return out
 
 
 def highgamma_envelope(
@@ -525,13 +774,14 @@ def highgamma_envelope(
     *,
     bad=None,
     groups=None,
+    block_samples: int | None = None,
 ) -> np.ndarray:
     """Un-normalized high-gamma amplitude at 125 Hz, with the pipeline named in ``config``.
 
     Parameters
     ----------
     data : ndarray, shape (n_samples, n_channels)
-        Raw signal (µV), finite.
+        Raw signal (µV), finite; any real dtype (float32 is not copied as a whole).
     fs : float
         Sampling rate in Hz (any rate above ``band[1] / 0.475``).
     config : HighGammaConfig, optional
@@ -539,6 +789,10 @@ def highgamma_envelope(
         Excluded from the CAR; their envelopes are still computed.
     groups : array-like, shape (n_channels,), optional
         CAR groups.
+    block_samples : int, optional
+        Working-set size in samples × channels (default :data:`DEFAULT_BLOCK_SAMPLES`): offline, channels
+        are processed ``max(1, block_samples // n_samples)`` at a time; streaming, the recording is fed in
+        blocks of ``max(1, block_samples // n_channels)`` samples. The result does not depend on it.
 
     Returns
     -------
@@ -548,13 +802,14 @@ def highgamma_envelope(
     cfg = config or HighGammaConfig()
     x = _as_2d(data)
     _check_fs(fs, cfg)
+    bs = _block_size(block_samples)
     if cfg.pipeline == "streaming":
         sp = StreamingHighGamma(fs, x.shape[1], cfg, bad=bad, groups=groups)
-        return sp.process(x)
-    x = x.astype(np.float64)
-    if cfg.car:
-        x = common_average_reference(x, bad=bad, groups=groups)
-    return _offline_envelope(x, fs, cfg).astype(np.float32)
+        step = max(1, bs // max(x.shape[1], 1))
+        if x.shape[0] <= step:
+            return sp.process(x)
+        return np.concatenate([sp.process(x[a : a + step]) for a in range(0, x.shape[0], step)], axis=0)
+    return _offline_envelope(x, fs, cfg, bad=bad, groups=groups, block_samples=bs)
 
 
 # ------------------------------------------------------------------------------------------ z-scoring
@@ -646,6 +901,7 @@ def compute_highgamma(
     train_segments=None,
     stats: HighGammaStats | None = None,
     ch_names=None,
+    block_samples: int | None = None,
 ) -> HighGammaResult:
     """Full high-gamma feature extraction: checks, bad channels, envelope, z-scoring.
 
@@ -666,6 +922,9 @@ def compute_highgamma(
     stats : HighGammaStats, optional
         Fixed statistics (e.g. saved with a model): used as is, including their ``bad`` mask; no detection.
     ch_names : list of str, optional
+    block_samples : int, optional
+        Working-set size in samples × channels (default :data:`DEFAULT_BLOCK_SAMPLES`); the extra memory
+        is a small multiple of it plus the float32 features, and the result does not depend on it.
 
     Returns
     -------
@@ -689,7 +948,9 @@ def compute_highgamma(
             raise ValueError("fs (Hz) is required when raw is an array")
         data = _as_2d(raw, "raw")
     n_ch = data.shape[1]
-    check_finite(data, fs, ch_names)
+    # a column sum is NaN/inf iff the column holds NaN/inf (or overflows: then the full check finds nothing)
+    if not np.isfinite(np.add.reduce(data, axis=0, dtype=np.float64)).all():
+        check_finite(data, fs, ch_names)
     _check_fs(fs, cfg)
     report = None
     if stats is not None:
@@ -699,9 +960,11 @@ def compute_highgamma(
     else:
         bad_mask = _bad_array(bad, n_ch)
         if cfg.detect_bad:
-            report = detect_bad_channels(data, fs, cfg, groups=groups, ch_names=ch_names, marked=bad_mask)
+            report = detect_bad_channels(
+                data, fs, cfg, groups=groups, ch_names=ch_names, marked=bad_mask, block_samples=block_samples
+            )
             bad_mask = report.bad
-    env = highgamma_envelope(data, fs, cfg, bad=bad_mask, groups=groups)
+    env = highgamma_envelope(data, fs, cfg, bad=bad_mask, groups=groups, block_samples=block_samples)
     if stats is None:
         stats = fit_zscore(env, cfg, fs, segments=train_segments, bad=bad_mask, ch_names=ch_names)
     feats = apply_zscore(env, stats)
@@ -763,6 +1026,7 @@ class StreamingHighGamma:
         self._car = _car_matrix(self.n_channels, self.bad, self._groups) if self.config.car else None
         notch = _notch_sos(self.fs, self.config)
         self._sos = [s for s in (notch, _bandpass_sos(self.fs, self.config)) if s is not None]
+        self._sos_cascade = np.concatenate(self._sos, axis=0)
         self._sos_env = _envelope_sos(self.fs, self.config)
         fr = fs_fraction(self.fs, self.config.max_fs_denominator)
         # frame t sits at raw sample position p_t = t * fs / 125 = t * num / den (exact integers)
@@ -832,8 +1096,10 @@ class StreamingHighGamma:
                 zi = signal.sosfilt_zi(sos)[:, :, None] * x0[None, None, :]
                 self._zi.append(zi)
                 x0 = x0 * np.prod(np.sum(sos[:, :3], axis=1) / np.sum(sos[:, 3:], axis=1))  # DC gain
-        for i, sos in enumerate(self._sos):
-            x, self._zi[i] = signal.sosfilt(sos, x, axis=0, zi=self._zi[i])
+            # one cascade (notch sections, then band-pass sections): each section sees the same input
+            # samples as when the filters run one after the other, so the result is the same, in one call
+            self._zi = [np.concatenate(self._zi, axis=0)]
+        x, self._zi[0] = signal.sosfilt(self._sos_cascade, x, axis=0, zi=self._zi[0])
         p, self._zi_env = signal.sosfilt(self._sos_env, x * x, axis=0, zi=self._zi_env)
         first = self._n_in
         last = first + n - 1  # absolute index of the newest sample

@@ -27,7 +27,8 @@ High-gamma (:func:`highgamma_amplitude`)
     measured afterwards on the features the project's pipeline computes from the raw signal.
 
 Raw signal (:func:`generate_raw`, at ``raw_fs``, generated in chunks with carried filter state, so the
-output does not depend on the chunk size)
+output does not depend on the chunk size; each chunk is computed channel-major, one contiguous row per
+electrode)
     per electrode: 1/f^β background (β drawn in [2.1, 3] per electrode: a one-pole low-pass at 1 Hz and
     interleaved pole–zero pairs), alpha (8–12 Hz) and beta (16–25 Hz) resonances (beta desynchronizes in
     speech at sensorimotor sites), high-gamma as band-limited 70–150 Hz noise multiplied by ``m(t)``;
@@ -914,13 +915,42 @@ def _psd_at(sos: np.ndarray, fs: float, f_hz: float) -> float:
     return float(abs(h[0]) ** 2 * 2.0 / fs)
 
 
-def _frame_interp(values: np.ndarray, n0: int, n: int, fs: float) -> np.ndarray:
-    """Linear interpolation of 125 Hz frame values at raw samples ``n0 … n0 + n - 1``, shape (n, E)."""
+def _frame_interp(values_t: np.ndarray, n0: int, n: int, fs: float) -> np.ndarray:
+    """Linear interpolation of 125 Hz frame values at raw samples ``n0 … n0 + n - 1``.
+
+    Parameters
+    ----------
+    values_t : ndarray, shape (E, n_frames)
+        Frame values (float32 in the simulator), channel-major.
+    n0, n : int
+        First raw sample and number of samples.
+    fs : float
+        Raw sampling rate, Hz.
+
+    Returns
+    -------
+    ndarray, shape (E, n)
+        float32 for float32 values.
+    """
     pos = (np.arange(n0, n0 + n, dtype=np.float64) * FRAME_RATE) / fs
-    i0 = np.minimum(np.floor(pos).astype(np.int64), values.shape[0] - 1)
-    i1 = np.minimum(i0 + 1, values.shape[0] - 1)
-    frac = (pos - i0)[:, None].astype(np.float32)
-    return values[i0] * (1.0 - frac) + values[i1] * frac
+    i0 = np.minimum(np.floor(pos).astype(np.int64), values_t.shape[1] - 1)
+    i1 = np.minimum(i0 + 1, values_t.shape[1] - 1)
+    frac = (pos - i0).astype(np.float32)
+    return values_t[:, i0] * (1.0 - frac) + values_t[:, i1] * frac
+
+
+def _to_channel_major(x: np.ndarray, dtype=np.float64, tile: int = 1 << 13) -> np.ndarray:
+    """Contiguous ``x.T`` (shape (E, n)) cast to ``dtype``, copied ``tile`` rows at a time (cache friendly)."""
+    out = np.empty((x.shape[1], x.shape[0]), dtype=dtype)
+    for a in range(0, x.shape[0], tile):
+        out[:, a : a + tile] = x[a : a + tile].T
+    return out
+
+
+def _store_time_major(out: np.ndarray, x_t: np.ndarray, tile: int = 1 << 13) -> None:
+    """``out[:] = x_t.T`` (cast to ``out.dtype``), ``tile`` rows at a time."""
+    for a in range(0, out.shape[0], tile):
+        out[a : a + tile] = x_t[:, a : a + tile].T
 
 
 def generate_raw(
@@ -998,7 +1028,7 @@ def generate_raw(
     zi_bg = [np.zeros((s.shape[0], 2)) for s in bg_sos]
     zi_a = [np.zeros((s.shape[0], 2)) for s in a_sos]
     zi_b = [np.zeros((s.shape[0], 2)) for s in b_sos]
-    zi_hg = np.zeros((hg_sos.shape[0], 2, e))
+    zi_hg = np.zeros((hg_sos.shape[0], e, 2))
     zi_cm = np.zeros((cm_sos.shape[0], 2, 1))
     # warm-up state: run 10 s of noise through the background filters so the start is stationary
     warm = int(10 * fs)
@@ -1031,6 +1061,11 @@ def generate_raw(
         * model.line_gain[None, :]
     )
 
+    # The chunk is computed channel-major (E, n): every per-electrode filter then runs on contiguous rows. The
+    # random draws keep their (n, E) shapes and every value goes through the same operations as in a
+    # time-major computation, so the output does not depend on the layout either.
+    amplitude_t = _to_channel_major(np.asarray(amplitude), np.asarray(amplitude).dtype)
+    drive_t = _to_channel_major(np.asarray(drive), np.asarray(drive).dtype) if np.any(model.beta_erd > 0) else None
     out = np.empty((n_raw, e), dtype=np.float32)
     chunk = max(1, int(round(chunk_s * fs)))
     with tqdm(
@@ -1043,15 +1078,14 @@ def generate_raw(
         for n0 in range(0, n_raw, chunk):
             n = min(chunk, n_raw - n0)
             w = rng_bg.standard_normal((n, e), dtype=np.float32)
-            carrier = rng_hg.standard_normal((n, e), dtype=np.float32)
-            carrier, zi_hg = signal.sosfilt(hg_sos, carrier, axis=0, zi=zi_hg)
-            amp = _frame_interp(amplitude, n0, n, fs)
-            x = (carrier * hg_norm) * amp
-            erd = None
-            if np.any(model.beta_erd > 0):
-                erd = 1.0 - model.beta_erd[None, :] * np.clip(_frame_interp(drive, n0, n, fs), 0.0, 1.5) / 1.5
-            w_t = w.T.astype(np.float64)  # channel-major, contiguous rows for the per-electrode filters
-            erd_t = erd.T.copy() if erd is not None else None
+            carrier = _to_channel_major(rng_hg.standard_normal((n, e), dtype=np.float32))
+            carrier, zi_hg = signal.sosfilt(hg_sos, carrier, axis=-1, zi=zi_hg)
+            x = (carrier * hg_norm) * _frame_interp(amplitude_t, n0, n, fs)  # (E, n) float64
+            del carrier
+            erd_t = None
+            if drive_t is not None:
+                erd_t = 1.0 - model.beta_erd[:, None] * np.clip(_frame_interp(drive_t, n0, n, fs), 0.0, 1.5) / 1.5
+            w_t = _to_channel_major(w)
             bg_t = np.empty((e, n), np.float32)
             for i in range(e):
                 y, zi_bg[i] = signal.sosfilt(bg_sos[i], w_t[i], zi=zi_bg[i])
@@ -1060,25 +1094,26 @@ def generate_raw(
                 if erd_t is not None and model.beta_erd[i] > 0:
                     yb *= erd_t[i]
                 bg_t[i] = bg_gain[i] * y + a_gain[i] * ya + b_gain[i] * yb
-            x += bg_t.T
+            x += bg_t
+            del bg_t, w_t
             cm, zi_cm = signal.sosfilt(cm_sos, rng_cm.standard_normal((n, 1), dtype=np.float32), axis=0, zi=zi_cm)
-            x += (cm_gain * cm) * model.common_gain[None, :]
+            x += (cm_gain * cm[:, 0])[None, :] * model.common_gain[:, None]
             t = np.arange(n0, n0 + n, dtype=np.float64) / fs
             ph = (2 * np.pi * line_freq) * t[:, None] * np.arange(1, n_harm + 1)[None, :]
             drift = (1.0 + 0.1 * np.sin(2 * np.pi * line_drift_f * t))[:, None]
             basis = np.concatenate([np.sin(ph), np.cos(ph)], axis=1) * drift
-            x += (basis @ line_coef).astype(np.float32)
+            x += _to_channel_major(basis @ line_coef, np.float32)
             for i, (t_ev, a_ev) in pops.items():
                 imp = np.zeros(n)
                 sel = (t_ev >= n0) & (t_ev < n0 + n)
                 np.add.at(imp, t_ev[sel] - n0, a_ev[sel])
                 y, zi_pop[i] = signal.lfilter([1.0], [1.0, -pop_decay], imp, zi=zi_pop[i])
-                x[:, i] += y
+                x[i] += y
             for i, sd in noisy_sd.items():
-                x[:, i] += sd * rng_bad.standard_normal(n)
+                x[i] += sd * rng_bad.standard_normal(n)
             for i, off in flat_offset.items():
-                x[:, i] = off + 0.01 * x[:, i]
-            out[n0 : n0 + n] = x
+                x[i] = off + 0.01 * x[i]
+            _store_time_major(out[n0 : n0 + n], x)
             bar.update(n)
     return out
 
