@@ -374,6 +374,63 @@ static void test_float(const uint8_t *img, size_t n)
     free(again);
 }
 
+/* the widest weights a file may hold (loudness +-100 dB, 120 dB of gain, f0 40..7999 Hz, 200 harmonics):
+ * every output finite, the fixed-point path saturating (and counting) instead of overflowing */
+static void test_extreme_weights(void)
+{
+    static uint8_t img[EDS_FILE_BYTES];
+    eds_weights *w = (eds_weights *)malloc(sizeof *w);
+    eds_state *s = (eds_state *)malloc(sizeof *s);
+    eds_fx_weights *fw = (eds_fx_weights *)malloc(sizeof *fw);
+    eds_fx_state *fs = (eds_fx_state *)malloc(sizeof *fs);
+    uint8_t *pl = img + EDS_HEADER_BYTES;
+    float p[18], out[EDS_HOP], norm[EDS_N_BINS];
+    int16_t y[EDS_HOP];
+    int32_t q[18];
+    int t, i, finite = 1, g;
+    build_image(img);
+    put_u32(img + 36, 200u);
+    put_f32(pl + 4 * EDS_P_F0, 40.0f);
+    put_f32(pl + 4 * (18 + EDS_P_F0), 7999.0f);
+    put_f32(pl + 4 * EDS_P_LOUD, -100.0f);
+    put_f32(pl + 4 * (18 + EDS_P_LOUD), 100.0f);
+    put_f32(pl + 4 * (18 + EDS_P_BU), 7999.0f);
+    for (g = 0; g < 2 * EDS_N_GAIN; ++g)
+        put_f32(pl + 4 * (36 + 231 + 12 + g), 0.0f);
+    put_f32(pl + 4 * (36 + 231 + 12), 60.0f);      /* gain_v_db[0] */
+    put_f32(pl + 4 * (36 + 231 + 12 + 1), -60.0f); /* gain_v_db[1]: sum |c| = 120 dB */
+    put_f32(pl + 4 * (36 + 231 + 12 + 24), 119.0f); /* gain_n_db[0] */
+    for (g = 0; g < EDS_N_BINS; ++g)
+        put_f32(pl + 4 * (36 + 231 + 12 + 48 + g), 1e3f);
+    fix_crc(img, EDS_FILE_BYTES);
+    CHECK(eds_weights_load(w, img, EDS_FILE_BYTES, NULL) == EDS_OK, "extreme image loads");
+    CHECK(eds_fx_weights_load(fw, img, EDS_FILE_BYTES, NULL) == EDS_OK, "extreme image loads (fixed)");
+    eds_state_init(s, w, 3u, 1);
+    eds_fx_state_init(fs, fw, 3u, 1);
+    for (t = 0; t < 64; ++t) {
+        for (i = 0; i < 18; ++i)
+            p[i] = ((t >> (i % 5)) & 1) ? w->hi[i] : w->lo[i];
+        if (t % 7 == 3)
+            p[EDS_P_LOUD] = 100.0f;
+        eds_render_frame(s, p, out);
+        eds_spectrogram_frame(w, p, NULL, norm);
+        eds_fx_params_from_float(p, q);
+        eds_fx_render_frame(fs, q, y);
+        for (i = 0; i < EDS_HOP; ++i)
+            finite &= isfinite(out[i]);
+        for (i = 0; i < EDS_N_BINS; ++i)
+            finite &= isfinite(norm[i]) && norm[i] >= -1.0f && norm[i] <= 1.0f;
+    }
+    CHECK(finite, "extreme weights: float audio and spectrogram finite");
+    CHECK(fs->n_saturated > 0u, "extreme weights: fixed point saturates and counts (%u)", fs->n_saturated);
+    CHECK(s->n_clamped == 0u && fs->n_clamped == 0u, "bounds themselves are not clamped (%u, %u)", s->n_clamped,
+          fs->n_clamped);
+    free(w);
+    free(s);
+    free(fw);
+    free(fs);
+}
+
 static int test_reference(const uint8_t *img, size_t n, const char *params_path, const char *expected_path,
                           uint32_t seed)
 {
@@ -479,6 +536,7 @@ int main(int argc, char **argv)
     test_fixed(img, n);
 #ifndef EDSYNTH_FIXED_ONLY
     test_float(img, n);
+    test_extreme_weights();
     if (argc > 4)
         test_reference(img, n, argv[2], argv[3], (uint32_t)strtoul(argv[4], NULL, 10));
 #endif
