@@ -17,7 +17,7 @@ Offline (``pipeline='offline'``, whole recording at once, zero phase)
     Memory and time: steps 2–5 act on each channel separately, so they run on blocks of
     ``max(1, block_samples // n_samples)`` channels copied to channel-major float64 rows (the CAR
     references are computed first, in time chunks); the whole recording is never copied. The extra
-    memory is a few × ``block_samples`` × 8 bytes (:data:`DEFAULT_BLOCK_SAMPLES` = 2**22: ~0.2 GB) plus
+    memory is a few × ``block_samples`` × 8 bytes (:data:`DEFAULT_BLOCK_SAMPLES` = 2**21: ~0.1 GB) plus
     the float32 output, whatever the channel count, and the result does not depend on the block size
     (bit-identical). Filtering stays float64 (the notch poles sit at radius ~0.994); only the FFTs are
     float32, which changes the envelope by ≲ 1e-6 of its RMS (the relative precision of a float32 FFT;
@@ -109,8 +109,9 @@ __all__ = [
 PIPELINES = ("offline", "streaming")
 LINE_FREQS = (50.0, 60.0)
 #: Working-set size of the offline pipeline and the bad-channel detection, in samples × channels: each
-#: float64 intermediate holds about this many values (2**22 → 32 MiB). Results do not depend on it.
-DEFAULT_BLOCK_SAMPLES = 1 << 22
+#: float64 intermediate holds about this many values (2**21 → 16 MiB: below glibc's 32 MiB ceiling for
+#: reusing freed heap memory, so the blocks do not page-fault afresh every time). Results do not depend on it.
+DEFAULT_BLOCK_SAMPLES = 1 << 21
 
 
 @dataclasses.dataclass
@@ -828,6 +829,53 @@ def _segments_mask(n_frames: int, segments) -> np.ndarray:
     return mask
 
 
+def _masked_mean_std(env: np.ndarray, mask: np.ndarray, block_samples: int = DEFAULT_BLOCK_SAMPLES):
+    """Per-column mean and SD (float64) of ``env[mask]``, in chunks of rows.
+
+    Equal to ``env.astype(np.float64)[mask].mean(axis=0)`` and ``.std(axis=0)`` without that copy: numpy
+    sums a C-ordered 2-D array over axis 0 row after row, so carrying the running total in as the first
+    row of the next chunk continues the very same sum (a single column is summed pairwise: done whole).
+
+    Parameters
+    ----------
+    env : ndarray, shape (n_frames, n_channels)
+    mask : ndarray of bool, shape (n_frames,)
+        At least one True.
+    block_samples : int
+        Rows × channels per chunk.
+
+    Returns
+    -------
+    mean, std : ndarray, float64, shape (n_channels,)
+    """
+    n_f, n_ch = env.shape
+    if n_ch < 2:
+        sel = env.astype(np.float64)[mask]
+        return sel.mean(axis=0), sel.std(axis=0)
+    rows = max(1, block_samples // n_ch)
+    count = int(mask.sum())
+
+    def column_sums(transform) -> np.ndarray:
+        acc = None
+        for a in range(0, n_f, rows):
+            part = env[a : a + rows][mask[a : a + rows]].astype(np.float64)
+            if part.shape[0] == 0:
+                continue
+            part = transform(part)
+            if acc is not None:
+                part = np.concatenate([acc[None, :], part], axis=0)
+            acc = np.add.reduce(part, axis=0)
+        return acc
+
+    def squared_deviation(part: np.ndarray) -> np.ndarray:
+        part -= mean
+        return np.multiply(part, part, out=part)
+
+    mean = column_sums(lambda part: part) / count
+    var = column_sums(squared_deviation) / count
+    return mean, np.sqrt(var)
+
+
 def fit_zscore(
     envelope: np.ndarray,
     config: HighGammaConfig,
@@ -856,7 +904,7 @@ def fit_zscore(
     -------
     HighGammaStats
     """
-    env = _as_2d(envelope, "envelope").astype(np.float64)
+    env = _as_2d(envelope, "envelope")
     n_f, n_ch = env.shape
     if segments is None:
         logger.info("z-score statistics from all %d frames (no training segments given)", n_f)
@@ -865,9 +913,7 @@ def fit_zscore(
         mask = _segments_mask(n_f, segments)
         if not mask.any():
             raise ValueError("segments select no frame; give at least one non-empty training segment")
-    sel = env[mask]
-    mean = sel.mean(axis=0)
-    std = sel.std(axis=0)
+    mean, std = _masked_mean_std(env, mask)
     b = _bad_array(bad, n_ch)
     tiny = std <= 1e-12 * max(1.0, float(np.abs(mean).max(initial=0.0)))
     if np.any(tiny & ~b):
@@ -886,9 +932,12 @@ def apply_zscore(envelope: np.ndarray, stats: HighGammaStats) -> np.ndarray:
     env = _as_2d(envelope, "envelope")
     if env.shape[1] != stats.mean.shape[0]:
         raise ValueError(f"envelope has {env.shape[1]} channels but the stats have {stats.mean.shape[0]}")
-    z = (env.astype(np.float64) - stats.mean) / stats.std
-    z[:, stats.bad] = 0.0
-    return z.astype(np.float32)
+    out = np.empty(env.shape, dtype=np.float32)
+    for a, e in _time_chunks(env.shape[0], env.shape[1], DEFAULT_BLOCK_SAMPLES):
+        z = (env[a:e].astype(np.float64) - stats.mean) / stats.std
+        z[:, stats.bad] = 0.0
+        out[a:e] = z
+    return out
 
 
 def compute_highgamma(

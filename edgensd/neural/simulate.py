@@ -186,7 +186,8 @@ class SimulationConfig(Config):
     placement_jitter : bool
         Grids (``ld8x8``, ``hb128``) are placed with a seeded random rotation (±8°) and shift (±4 mm).
     chunk_s : float
-        Length of the generation chunks, s (memory only; the output does not depend on it).
+        Longest generation chunk, s (memory only; the output does not depend on it). Chunks are also capped
+        at 2**21 samples × electrodes.
     """
 
     speech: str = ""
@@ -460,7 +461,7 @@ def measure_speech_ratio(envelope: np.ndarray, is_speech: np.ndarray, guard_s: f
         Mean amplitude over speech frames divided by mean amplitude over baseline frames; NaN where the
         baseline amplitude is 0. All NaN (with a warning) when fewer than 50 baseline frames exist.
     """
-    env = np.asarray(envelope, dtype=np.float64)
+    env = np.asarray(envelope)
     if env.ndim != 2 or env.shape[0] != len(is_speech):
         raise ValueError(f"envelope must have shape (n_frames={len(is_speech)}, n_electrodes), got {env.shape}")
     sp, base = speech_frames(is_speech, guard_s)
@@ -469,8 +470,8 @@ def measure_speech_ratio(envelope: np.ndarray, is_speech: np.ndarray, guard_s: f
             "speech/silence ratio: only %d baseline and %d speech frames; not measured", base.sum(), sp.sum()
         )
         return np.full(env.shape[1], np.nan)
-    num = env[sp].mean(axis=0)
-    den = env[base].mean(axis=0)
+    num = env[sp].mean(axis=0, dtype=np.float64)  # float64 sums without a float64 copy of the envelope
+    den = env[base].mean(axis=0, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(den > 0, num / den, np.nan)
 
@@ -915,13 +916,13 @@ def _psd_at(sos: np.ndarray, fs: float, f_hz: float) -> float:
     return float(abs(h[0]) ** 2 * 2.0 / fs)
 
 
-def _frame_interp(values_t: np.ndarray, n0: int, n: int, fs: float) -> np.ndarray:
-    """Linear interpolation of 125 Hz frame values at raw samples ``n0 … n0 + n - 1``.
+def _frame_interp(values: np.ndarray, n0: int, n: int, fs: float) -> np.ndarray:
+    """Linear interpolation of 125 Hz frame values at raw samples ``n0 … n0 + n - 1``, channel-major.
 
     Parameters
     ----------
-    values_t : ndarray, shape (E, n_frames)
-        Frame values (float32 in the simulator), channel-major.
+    values : ndarray, shape (n_frames, E)
+        Frame values (float32 in the simulator); only the frames the samples need are read (and transposed).
     n0, n : int
         First raw sample and number of samples.
     fs : float
@@ -933,10 +934,12 @@ def _frame_interp(values_t: np.ndarray, n0: int, n: int, fs: float) -> np.ndarra
         float32 for float32 values.
     """
     pos = (np.arange(n0, n0 + n, dtype=np.float64) * FRAME_RATE) / fs
-    i0 = np.minimum(np.floor(pos).astype(np.int64), values_t.shape[1] - 1)
-    i1 = np.minimum(i0 + 1, values_t.shape[1] - 1)
+    i0 = np.minimum(np.floor(pos).astype(np.int64), values.shape[0] - 1)
+    i1 = np.minimum(i0 + 1, values.shape[0] - 1)
     frac = (pos - i0).astype(np.float32)
-    return values_t[:, i0] * (1.0 - frac) + values_t[:, i1] * frac
+    lo = int(i0[0])
+    sub = np.ascontiguousarray(values[lo : int(i1[-1]) + 1].T)  # (E, frames the chunk spans)
+    return sub[:, i0 - lo] * (1.0 - frac) + sub[:, i1 - lo] * frac
 
 
 def _to_channel_major(x: np.ndarray, dtype=np.float64, tile: int = 1 << 13) -> np.ndarray:
@@ -981,7 +984,7 @@ def generate_raw(
     seed_sequence : numpy.random.SeedSequence
         Parent of the noise streams.
     chunk_s : float
-        Chunk length, s.
+        Longest chunk, s; chunks are also capped at ``2**21 // E`` samples (16 MiB per float64 temporary).
 
     Returns
     -------
@@ -1064,10 +1067,10 @@ def generate_raw(
     # The chunk is computed channel-major (E, n): every per-electrode filter then runs on contiguous rows. The
     # random draws keep their (n, E) shapes and every value goes through the same operations as in a
     # time-major computation, so the output does not depend on the layout either.
-    amplitude_t = _to_channel_major(np.asarray(amplitude), np.asarray(amplitude).dtype)
-    drive_t = _to_channel_major(np.asarray(drive), np.asarray(drive).dtype) if np.any(model.beta_erd > 0) else None
     out = np.empty((n_raw, e), dtype=np.float32)
-    chunk = max(1, int(round(chunk_s * fs)))
+    # chunks of at most 2**21 values per (E, n) float64 array (16 MiB): larger temporaries would be fresh
+    # memory maps, page-faulted anew in every chunk
+    chunk = max(1, min(int(round(chunk_s * fs)), (1 << 21) // e))
     with tqdm(
         total=n_raw,
         desc="simulating raw ECoG",
@@ -1080,11 +1083,11 @@ def generate_raw(
             w = rng_bg.standard_normal((n, e), dtype=np.float32)
             carrier = _to_channel_major(rng_hg.standard_normal((n, e), dtype=np.float32))
             carrier, zi_hg = signal.sosfilt(hg_sos, carrier, axis=-1, zi=zi_hg)
-            x = (carrier * hg_norm) * _frame_interp(amplitude_t, n0, n, fs)  # (E, n) float64
+            x = (carrier * hg_norm) * _frame_interp(amplitude, n0, n, fs)  # (E, n) float64
             del carrier
             erd_t = None
-            if drive_t is not None:
-                erd_t = 1.0 - model.beta_erd[:, None] * np.clip(_frame_interp(drive_t, n0, n, fs), 0.0, 1.5) / 1.5
+            if np.any(model.beta_erd > 0):
+                erd_t = 1.0 - model.beta_erd[:, None] * np.clip(_frame_interp(drive, n0, n, fs), 0.0, 1.5) / 1.5
             w_t = _to_channel_major(w)
             bg_t = np.empty((e, n), np.float32)
             for i in range(e):
