@@ -30,23 +30,13 @@ import numpy as np
 from edgensd.log import logger
 from edgensd.params import ALPHA, AU, F0, FORMANT_A, LOUD, N_PARAMS, VoiceRange, physical_to_raw, raw_to_physical
 from edgensd.spectrogram import HOP
-from edgensd.speech.synth_export import load_synth_source
+from edgensd.speech.synth_export import load_extension, load_synth_source
 from edgensd.speech.synth_weights import SynthWeights
 
 if TYPE_CHECKING:  # pragma: no cover
     from edgensd.speech.synth import Synthesizer
 
 __all__ = ["CSynth", "fit_params_to_audio", "perturbed_synthesizer", "smooth_random_params", "speech_prompt"]
-
-
-def _engine_module():
-    try:
-        from edgensd import _csynth
-    except ImportError as exc:  # pragma: no cover - built by every install
-        raise ImportError(
-            "the C synthesizer extension edgensd._csynth is not built; run `pip install -e .` in the repository"
-        ) from exc
-    return _csynth
 
 
 def _frames(params: np.ndarray, name: str = "params") -> np.ndarray:
@@ -100,7 +90,7 @@ class CSynth:
         self.seed = int(seed) & 0xFFFFFFFF
         self.include_background = bool(include_background)
         self.fixed_point = bool(fixed_point)
-        self._engine = _engine_module().Engine(np.frombuffer(self._image, np.uint8), self.seed,
+        self._engine = load_extension().Engine(np.frombuffer(self._image, np.uint8), self.seed,
                                                self.include_background)
         self._n_clamped_spec = 0
         logger.debug("C synth from %s: %d harmonics, %s audio", self.source, self._engine.n_harmonics,

@@ -74,7 +74,8 @@ _STATUS_TEXT = {
 }
 
 
-def _csynth():
+def load_extension():
+    """The compiled C synthesizer (``edgensd._csynth``), with a clear error when it was not built."""
     try:
         from edgensd import _csynth
     except ImportError as exc:  # pragma: no cover - the extension is part of every install
@@ -111,7 +112,7 @@ def describe_refusal(status: int, info: dict, name: str | os.PathLike) -> str:
     name : str or path-like
         The file (or what to call the image) in the message.
     """
-    c = _csynth()
+    c = load_extension()
     s = c.STATUS
     if status == s["VERSION"]:
         what = f"synth file format version {info['version']}, this edgensd reads version {EDSYNTH_VERSION}"
@@ -134,7 +135,7 @@ def describe_refusal(status: int, info: dict, name: str | os.PathLike) -> str:
 
 def check_synth_bytes(data: bytes, name: str | os.PathLike = "<synth image>") -> None:
     """Raise ValueError (naming ``name`` and the problem) unless the C core accepts ``data``."""
-    c = _csynth()
+    c = load_extension()
     status, info = c.check_file(np.frombuffer(bytes(data), np.uint8))
     if status != 0:
         raise ValueError(describe_refusal(status, info, name))
