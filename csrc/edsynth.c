@@ -467,21 +467,12 @@ void eds_white_noise(uint32_t seed, uint32_t frame_index, float out[EDS_NOISE_FF
     }
 }
 
-static uint32_t rev7(uint32_t i)
-{
-    uint32_t r = 0;
-    int b;
-    for (b = 0; b < 7; ++b)
-        r |= ((i >> b) & 1u) << (6 - b);
-    return r;
-}
-
 /* In-place complex FFT of 128 points (interleaved re, im), radix 2; sign -1 forward, +1 inverse (unscaled). */
 static void fft128(float *z, int sign)
 {
     uint32_t i, len, start, k;
     for (i = 0; i < 128u; ++i) {
-        uint32_t j = rev7(i);
+        uint32_t j = eds_bitrev7[i];
         if (i < j) {
             float tr = z[2 * i], ti = z[2 * i + 1];
             z[2 * i] = z[2 * j];

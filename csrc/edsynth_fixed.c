@@ -348,15 +348,6 @@ uint32_t eds_fx_noise_gain(const eds_fx_weights *w, const int32_t p[EDS_N_PARAMS
 
 /* ---- fixed-point FFT ----------------------------------------------------------------------------------- */
 
-static uint32_t fx_rev7(uint32_t i)
-{
-    uint32_t r = 0u;
-    int b;
-    for (b = 0; b < 7; ++b)
-        r |= ((i >> b) & 1u) << (6 - b);
-    return r;
-}
-
 /*
  * In-place 128-point complex FFT (interleaved), radix 2, each stage halved with rounding, so the output is
  * the transform / 128 and no value grows beyond the largest input magnitude. sign -1 forward, +1 inverse.
@@ -365,7 +356,7 @@ static void fx_fft128_scaled(int32_t *z, int sign)
 {
     uint32_t i, len, start, k;
     for (i = 0; i < 128u; ++i) {
-        uint32_t j = fx_rev7(i);
+        uint32_t j = eds_bitrev7[i];
         if (i < j) {
             int32_t tr = z[2 * i], ti = z[2 * i + 1];
             z[2 * i] = z[2 * j];

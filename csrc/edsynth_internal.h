@@ -21,6 +21,7 @@ extern const float eds_cos256[129];
 extern const float eds_sin256[129];
 extern const float eds_noise_hz[EDS_NOISE_BINS_PADDED];
 #endif
+extern const uint8_t eds_bitrev7[128];
 extern const uint8_t eds_bg_index[EDS_NOISE_BINS];
 extern const int32_t eds_fx_sin_q30[(1 << EDS_FX_SIN_BITS) + 1];
 extern const uint32_t eds_fx_log2_q30[(1 << EDS_FX_LOG2_BITS) + 1];

@@ -100,6 +100,8 @@ def generate() -> str:
         _array("float", "eds_noise_hz", _f32(np.concatenate([noise_f, np.zeros(15)])), "centre frequency (Hz) "
                "of the 129 noise FFT bins (62.5 Hz apart), zero-padded to 144 (a multiple of the block size)", 4),
         "#endif /* EDSYNTH_FIXED_ONLY */\n",
+        _array("uint8_t", "eds_bitrev7", _ints([int(f"{i:07b}"[::-1], 2) for i in range(128)]),
+               "7-bit bit reversal: the input order of the 128-point FFTs", 16),
         _array("uint8_t", "eds_bg_index", _ints(bg_index), "STFT bin whose background power feeds noise FFT "
                "bin b (b = 0..128), as render.py picks it", 16),
         _array("int32_t", "eds_fx_sin_q30", _ints(sin_q30), f"sin(2 pi i / {n_sin}) in Q30, i = 0..{n_sin}", 6),
