@@ -100,6 +100,26 @@ def test_raw_does_not_depend_on_chunk_size():
     assert a.dtype == np.float32 and a.shape == (n_raw, 48)
 
 
+def test_raw_does_not_depend_on_chunk_size_with_every_bad_kind():
+    # two noisy channels (each its own noise stream), a popping one, flat ones, beta desynchronization
+    lay = make_layout("ld8x8")
+    model = make_electrode_model(lay, np.random.default_rng(0), PRESETS["hard"])
+    kinds = list(model.bad_kind[model.bad])
+    assert kinds.count("noisy") == 2 and "popping" in kinds and "flat" in kinds
+    assert np.any(model.beta_erd > 0)
+    rng = np.random.default_rng(1)
+    n_frames = 700
+    amp = rng.uniform(2.0, 6.0, (n_frames, lay.n_electrodes)).astype(np.float32)
+    drive = rng.uniform(0.0, 1.5, (n_frames, lay.n_electrodes)).astype(np.float32)
+    n_raw = (n_frames - 1) * 8 + 1
+    runs = [
+        generate_raw(amp, drive, model, n_raw, 1000.0, 60.0, np.random.SeedSequence(5), chunk_s=c)
+        for c in (0.113, 1.0, 60.0)
+    ]
+    for other in runs[1:]:
+        np.testing.assert_array_equal(runs[0], other)
+
+
 def test_real_prompts_participant_file(real_sim):
     res, path = real_sim
     p = load_participant(path, load_extras=True)

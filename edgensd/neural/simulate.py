@@ -1053,6 +1053,9 @@ def generate_raw(
     pop_decay = math.exp(-1.0 / (0.08 * fs))
     zi_pop = {i: np.zeros(1) for i in pops}
     noisy_sd = {int(i): rng_bad.uniform(40.0, 80.0) for i in np.flatnonzero(bad == "noisy")}
+    # one noise stream per noisy channel: drawing them in turn from one stream chunk by chunk would make
+    # the output depend on the chunk size as soon as there are two noisy channels
+    noisy_rng = {i: np.random.default_rng(s) for i, s in zip(noisy_sd, ss[3].spawn(len(noisy_sd)), strict=True)}
     flat_offset = {int(i): rng_bad.uniform(-50.0, 50.0) for i in np.flatnonzero(bad == "flat")}
     n_harm = max(1, int((0.45 * fs) // line_freq))
     line_phase = rng_line.uniform(0, 2 * np.pi, (n_harm, e))
@@ -1113,7 +1116,7 @@ def generate_raw(
                 y, zi_pop[i] = signal.lfilter([1.0], [1.0, -pop_decay], imp, zi=zi_pop[i])
                 x[i] += y
             for i, sd in noisy_sd.items():
-                x[i] += sd * rng_bad.standard_normal(n)
+                x[i] += sd * noisy_rng[i].standard_normal(n)
             for i, off in flat_offset.items():
                 x[i] = off + 0.01 * x[i]
             _store_time_major(out[n0 : n0 + n], x)
