@@ -68,7 +68,8 @@ Bad channels (offline, :func:`detect_bad_channels`)
     All statistics are exact (nothing is subsampled): the per-channel medians run on channel-major blocks,
     and the popping count in time chunks computes the per-sample median across channels only on the rows
     where it can change the count (it lies between the extremes of the quieter half of the channels; see
-    :func:`_count_pops`), a few per mille of the rows on real data.
+    :func:`_count_pops`): 0.3 % of the rows of a simulated 64-electrode participant, 0–0.6 % on the real BIDS
+    and grid recordings.
 
 Units: input in µV (any consistent unit works); un-normalized envelopes are in the input unit; features
 after z-scoring are unitless.
