@@ -37,7 +37,7 @@ def run_demo(out_dir: str | Path) -> dict:
 
     from edgensd.audio import load_audio, save_wav
     from edgensd.metrics import cepstral_envelope, pcc, summarize
-    from edgensd.speech.evaluate import encode_audio
+    from edgensd.speech.evaluate import encode_audio, stoi_or_nan
     from edgensd.speech.model import load_speech_model
     from edgensd.speech.render import FrameRenderer
 
@@ -68,7 +68,7 @@ def run_demo(out_dir: str | Path) -> dict:
             "seconds": round(audio.size / 16000, 2),
             "pcc": pcc(pred, true),
             "cepstral_envelope_pcc": pcc(cepstral_envelope(true), true),
-            "stoi_render": float(stoi(audio, rendered, 16000)),
+            "stoi_render": stoi_or_nan(stoi, audio, rendered),
             "render_ms_per_frame": 1000 * t_render / len(blocks),
             "encode_s": t_enc,
         }

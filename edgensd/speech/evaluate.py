@@ -147,14 +147,27 @@ def _write_wavs(model: SpeechModel, items: list, wav_dir: Path) -> dict:
         save_wav(wav_dir / f"trial{trial:04d}_original.wav", np.clip(audio, -1, 1))
         save_wav(wav_dir / f"trial{trial:04d}_render.wav", rendered * scale)
         save_wav(wav_dir / f"trial{trial:04d}_griffinlim.wav", gl * scale)
-        s_render.append(float(stoi(audio[:n], rendered[:n], 16000, extended=False)))
-        s_gl.append(float(stoi(audio[:n], gl[:n], 16000, extended=False)))
+        s_render.append(stoi_or_nan(stoi, audio[:n], rendered[:n]))
+        s_gl.append(stoi_or_nan(stoi, audio[:n], gl[:n]))
     return {
         "variant": "STOI (Taal et al. 2011, pystoi, not extended) vs the original audio",
         "frame_renderer_mean": summarize(s_render)["mean"],
         "griffin_lim_mean": summarize(s_gl)["mean"],
-        "n_utterances": len(items),
+        "n_utterances": summarize(s_render)["n"],
+        "n_too_short": int(np.sum(~np.isfinite(s_render))),
     }
+
+
+def stoi_or_nan(stoi, ref: np.ndarray, deg: np.ndarray) -> float:
+    """STOI, or NaN for an utterance too short for it (pystoi then warns and returns 1e-5)."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        value = float(stoi(ref, deg, 16000, extended=False))
+    if any("Not enough STFT frames" in str(w.message) for w in caught):
+        return float("nan")
+    return value
 
 
 def _plots(model: SpeechModel, p, trials, plots_dir: Path) -> None:
