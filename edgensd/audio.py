@@ -32,12 +32,11 @@ import math
 import os
 import struct
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from edgensd.log import logger, set_log_level
+from edgensd.log import logger, use_log_level
 from edgensd.spectrogram import SAMPLE_RATE
 
 #: Peak absolute amplitude below which a signal counts as silent (-60 dBFS).
@@ -60,17 +59,6 @@ __all__ = [
 ]
 
 
-@contextlib.contextmanager
-def _verbose(verbose: bool | str | int | None) -> Iterator[None]:
-    """Temporarily apply a ``verbose=`` argument; ``None`` keeps the current package level."""
-    if verbose is None:
-        yield
-        return
-    old = set_log_level(verbose)
-    try:
-        yield
-    finally:
-        logger.setLevel(old)
 
 
 def _tmp_path(path: Path) -> Path:
@@ -248,7 +236,7 @@ def load_audio(
         Unsupported suffix, truncated or corrupt file, no samples, NaN/inf samples, or silence only (see
         the module docstring for what is converted instead).
     """
-    with _verbose(verbose):
+    with use_log_level(verbose):
         path = Path(path)
         if int(target_sr) != target_sr or target_sr <= 0:
             raise ValueError(f"target_sr must be a positive integer sample rate in Hz, got {target_sr!r}")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
+from collections.abc import Iterator
 
 logger = logging.getLogger("edgensd")
 if not logger.handlers:
@@ -50,3 +52,19 @@ def set_log_level(verbose: bool | str | int | None = None) -> int:
 def progress_enabled() -> bool:
     """Whether progress bars should be drawn (INFO or more verbose)."""
     return logger.getEffectiveLevel() <= logging.INFO
+
+
+@contextlib.contextmanager
+def use_log_level(verbose: bool | str | int | None) -> Iterator[None]:
+    """Apply a function's ``verbose=`` argument for the duration of a ``with`` block.
+
+    ``None`` keeps the current package level; other values as in :func:`set_log_level`.
+    """
+    if verbose is None:
+        yield
+        return
+    old = set_log_level(verbose)
+    try:
+        yield
+    finally:
+        logger.setLevel(old)

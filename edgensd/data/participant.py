@@ -70,8 +70,8 @@ from typing import Any
 
 import numpy as np
 
-from edgensd.audio import _tmp_path, _verbose
-from edgensd.log import logger
+from edgensd.audio import _tmp_path
+from edgensd.log import logger, use_log_level
 from edgensd.params import VoiceRange
 from edgensd.spectrogram import FRAME_RATE, HOP, SAMPLE_RATE
 
@@ -649,7 +649,7 @@ def load_participant(
     """
     import h5py
 
-    with _verbose(verbose):
+    with use_log_level(verbose):
         path = Path(path)
         where = f"participant file {path}"
         if not path.exists():
@@ -740,7 +740,7 @@ def save_participant(
     """
     import h5py
 
-    with _verbose(verbose):
+    with use_log_level(verbose):
         if not isinstance(p, Participant):
             raise TypeError(f"p must be a Participant, got {type(p).__name__}")
         p.validate()

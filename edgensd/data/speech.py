@@ -36,10 +36,10 @@ from pathlib import Path
 import numpy as np
 
 import edgensd
-from edgensd.audio import SILENCE_PEAK, _verbose, load_audio
+from edgensd.audio import SILENCE_PEAK, load_audio
 from edgensd.config import Config, check_choice
 from edgensd.data.participant import Participant, save_participant
-from edgensd.log import logger, progress_enabled
+from edgensd.log import logger, progress_enabled, use_log_level
 from edgensd.params import VoiceRange
 from edgensd.spectrogram import HOP, SAMPLE_RATE
 
@@ -401,7 +401,7 @@ def gather_speech(
     SpeechDataMissingError
         The Debian packages are not installed (the message gives the ``apt-get install`` line).
     """
-    with _verbose(verbose):
+    with use_log_level(verbose):
         cfg = config if config is not None else SpeechDataConfig()
         out_dir = Path(out_dir)
         if out_dir.exists() and not out_dir.is_dir():

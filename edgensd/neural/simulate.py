@@ -50,7 +50,6 @@ identical file contents.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
@@ -63,7 +62,7 @@ from scipy import signal
 from scipy.integrate import trapezoid
 
 from edgensd.config import Config, check_choice
-from edgensd.log import logger, progress_enabled, set_log_level
+from edgensd.log import logger, progress_enabled, use_log_level
 from edgensd.neural.layouts import HEMISPHERES, LAYOUT_NAMES, Layout, make_layout
 from edgensd.spectrogram import FRAME_RATE, HOP, N_FFT, SAMPLE_RATE, hann_window, mel_filterbank
 
@@ -108,16 +107,6 @@ BASELINE_GUARD_S = 0.35
 _TRUTH_PREFIX = "sim_"
 
 
-@contextlib.contextmanager
-def _verbose(verbose: bool | str | int | None) -> Iterator[None]:
-    if verbose is None:
-        yield
-        return
-    old = set_log_level(verbose)
-    try:
-        yield
-    finally:
-        logger.setLevel(old)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -346,7 +335,7 @@ def acoustic_features(
     AcousticFeatures
         ``ceil(n_samples / 128)`` frames, frame ``t`` centred on sample ``128 t``.
     """
-    with _verbose(verbose):
+    with use_log_level(verbose):
         x = np.asarray(audio, dtype=np.float32)
         n_frames = max(1, -(-x.shape[0] // HOP))
         fb = mel_filterbank()  # (128, 256)
@@ -1303,7 +1292,7 @@ def simulate(config: SimulationConfig, verbose: bool | str | int | None = None) 
     from edgensd.data.participant import Participant, load_participant
     from edgensd.neural.highgamma import HighGammaConfig, compute_highgamma
 
-    with _verbose(verbose):
+    with use_log_level(verbose):
         t_all = time.perf_counter()
         timings: dict[str, float] = {}
         cfg = config
