@@ -53,7 +53,7 @@ from edgensd.decoding.targets import (
 )
 from edgensd.log import logger, progress_enabled
 from edgensd.params import LOUD, N_PARAMS, PARAM_NAMES, VoiceRange, raw_to_physical
-from edgensd.speech.train import _atomic_torch_save, _StopFlag, load_checkpoint
+from edgensd.speech.train import _atomic_torch_save, _StopFlag, checkpoint_if_due, load_checkpoint
 
 CHECKPOINT_FILE = "checkpoint.pt"
 TRAIN_CONFIG_FILE = "train_config.json"
@@ -428,14 +428,7 @@ def train_decoder(
                     log_f.write(json.dumps(rec) + "\n")
                     log_f.flush()
                     bar.set_postfix(loss=f"{loss.item():.4f}", lin=f"{parts['lin']:.4f}")
-                if stop.signum is not None:
-                    checkpoint(done=False)
-                    logger.warning("stopped by signal %d at step %d; checkpoint written to %s (run the same "
-                                   "command again to resume)", stop.signum, step, ckpt_path)
-                    raise KeyboardInterrupt
-                if time.time() - last_ckpt > cfg.checkpoint_every_s:
-                    checkpoint(done=False)
-                    last_ckpt = time.time()
+                last_ckpt = checkpoint_if_due(stop, checkpoint, ckpt_path, step, last_ckpt, cfg.checkpoint_every_s)
     finally:
         bar.close()
         log_f.close()

@@ -81,6 +81,25 @@ class _StopFlag:
             signal.signal(sig, old)
 
 
+def checkpoint_if_due(stop: _StopFlag, checkpoint, ckpt_path: Path, step: int, last_ckpt: float,
+                      every_s: float) -> float:
+    """End-of-step bookkeeping shared by the training loops.
+
+    After a signal: write the checkpoint, log how to resume and raise KeyboardInterrupt. Otherwise write
+    it when ``every_s`` seconds have passed since ``last_ckpt``. ``checkpoint(done)`` writes it; returns the
+    (possibly updated) time of the last checkpoint.
+    """
+    if stop.signum is not None:
+        checkpoint(done=False)
+        logger.warning("stopped by signal %d at step %d; checkpoint written to %s (run the same "
+                       "command again to resume)", stop.signum, step, ckpt_path)
+        raise KeyboardInterrupt
+    if time.time() - last_ckpt > every_s:
+        checkpoint(done=False)
+        return time.time()
+    return last_ckpt
+
+
 def _atomic_torch_save(obj: dict, path: Path) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(obj, tmp)
@@ -262,14 +281,7 @@ def train_speech(data: str | Path, out_dir: str | Path, config: SpeechTrainConfi
                     log_f.flush()
                     bar.set_postfix(loss=f"{loss.item():.4f}", lin=f"{parts['lin']:.4f}")
                     logger.debug("step %d: %s", step, rec)
-                if stop.signum is not None:
-                    checkpoint(done=False)
-                    logger.warning("stopped by signal %d at step %d; checkpoint written to %s (run the same "
-                                   "command again to resume)", stop.signum, step, ckpt_path)
-                    raise KeyboardInterrupt
-                if time.time() - last_ckpt > cfg.checkpoint_every_s:
-                    checkpoint(done=False)
-                    last_ckpt = time.time()
+                last_ckpt = checkpoint_if_due(stop, checkpoint, ckpt_path, step, last_ckpt, cfg.checkpoint_every_s)
     finally:
         bar.close()
         log_f.close()
