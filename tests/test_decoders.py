@@ -271,7 +271,7 @@ def test_swin_window_attention_matches_naive_reference(causal, n_frames):
     assert layer.shift == (2, 2) and layer.padded == (8, 8)
     with torch.no_grad():
         layer.bias_table.normal_()
-        x = torch.randn(1, n_frames, 5, 6, 8, dtype=torch.float64)  # 6: few-frame path, 9: long path
+        x = torch.randn(1, n_frames, 5, 6, 8, dtype=torch.float64)
         got, _ = layer(x, None)
         want = _naive_window_attention(layer, x)
     torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)

@@ -15,7 +15,7 @@ Attention windows (``window_s`` x ``window_s`` cells in space; in time):
   offset, col offset). Keys before the start of the stream (and padded grid cells) are masked.
 
 Causal receptive field: ``1 + (embed_kernel_t - 1) + sum(depths) * (window_t - 1) + (head_kernel_t - 1)``
-frames (48 frames = 384 ms by default).
+frames (24 frames = 192 ms by default).
 
 Causal streaming: each attention layer keeps the keys and values of its last ``window_t - 1`` frames (plus
 a validity flag) as state, and the embedding and head convolutions keep ring buffers, so a step computes
@@ -76,7 +76,7 @@ class Swin3dConfig(DecoderConfig):
     embed_dim: int = 16
     depths: tuple[int, ...] = (2, 2, 2)
     num_heads: tuple[int, ...] = (1, 2, 4)
-    window_t: int = 8
+    window_t: int = 4
     window_s: int = 4
     mlp_ratio: float = 2.0
     embed_kernel_t: int = 4
@@ -207,20 +207,12 @@ class WindowAttention3d(StatefulLayer):
         bias = self.bias_table[:, self.rel_index]  # (heads, s, kt*s)
         if self.shift_mask is not None:
             bias = bias + self.shift_mask[:, None]  # (nwin, heads, s, kt*s)
+        # gather each query frame's kt key frames once (a kt-fold copy of the keys: one product instead of
+        # kt small ones, about 1.6x faster to train on CPU than per-offset slices)
         key_ok = valid.unfold(0, kt, 1).transpose(-1, -2).reshape(n, b, nwin, 1, 1, kt * s)
-        if n * b < 8:  # streaming steps: gather the window's keys once (fewest ops)
-            k = k.unfold(0, kt, 1).transpose(-1, -2).reshape(n, b, nwin, heads, d, kt * s)
-            v = v.unfold(0, kt, 1).permute(0, 1, 2, 3, 6, 4, 5).reshape(n, b, nwin, heads, kt * s, d)
-            out = torch.softmax(q @ k + bias + (1.0 - key_ok) * _MASKED, dim=-1) @ v
-        else:  # long sequences: one product per temporal offset on contiguous slices (no kt-fold copy)
-            # query t meets the keys of frame t - (kt - 1) + tau (causal) or t - kt // 2 + tau (centred)
-            scores = torch.stack([q @ k[tau : tau + n] for tau in range(kt)], dim=-2)
-            scores = scores.reshape(n, b, nwin, heads, s, kt * s)
-            attn = torch.softmax(scores + bias + (1.0 - key_ok) * _MASKED, dim=-1)
-            attn = attn.reshape(n, b, nwin, heads, s, kt, s)
-            out = attn[..., 0, :] @ v[0:n]
-            for tau in range(1, kt):
-                out = out + attn[..., tau, :] @ v[tau : tau + n]
+        k = k.unfold(0, kt, 1).transpose(-1, -2).reshape(n, b, nwin, heads, d, kt * s)
+        v = v.unfold(0, kt, 1).permute(0, 1, 2, 3, 6, 4, 5).reshape(n, b, nwin, heads, kt * s, d)
+        out = torch.softmax(q @ k + bias + (1.0 - key_ok) * _MASKED, dim=-1) @ v
         # out: (n, b, nwin, heads, s, d)
         out = out.permute(1, 0, 2, 3, 4, 5)
         out = out.reshape(b, n, hp // wh, wp // ww, heads, wh, ww, d).permute(0, 1, 2, 5, 3, 6, 4, 7)
