@@ -16,7 +16,8 @@ with ``--threads`` torch threads)::
     edgensd occlusion --model OUT/A_c --data P.h5 --out OUT/A_c/occlusion --max-trials K \\
         --cache-dir OUT/cache --threads T          # causal models only
 
-and finally ``edgensd compare --evals OUT/*/eval.json --occlusions ... --out OUT/compare``. The shared cache
+and finally ``edgensd compare --evals OUT/*/eval.json --occlusions ... --out OUT/compare --reference
+best-noncausal`` (each model's paired per-trial difference from the best non-causal one). The shared cache
 (reference parameters, ridge baselines) is filled once before the jobs start. Every command, its wall time
 and its exit status are appended to ``OUT/COMMANDS.md``. Re-running resumes: a model whose training is done
 is not retrained (its checkpoint says so), and existing eval/occlusion JSONs are kept unless ``--redo``.
@@ -140,7 +141,7 @@ def main(argv=None) -> int:
             print(f"{r['model']}: {r['error']}", file=sys.stderr)
     if evals:
         cmd = [sys.executable, "-m", "edgensd.cli.main", "compare", "-q", "--evals", *evals, "--out",
-               str(out / "compare")]
+               str(out / "compare"), "--reference", "best-noncausal" if any(":nc" in m for m in models) else "best"]
         if occl:
             cmd += ["--occlusions", *occl]
         _run(cmd, out, lock, out / "compare.log")

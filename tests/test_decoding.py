@@ -185,6 +185,10 @@ def test_compare_table_and_png(setup, tmp_path):
     assert "| edge (causal) |" in md and "| other model |" in md and "floor" in md and "ridge" in md
     assert "MACs/frame" in md and "look-ahead" in md and "training (min)" in md and "f0_hz" in md
     assert (tmp_path / "cmp" / "compare.png").stat().st_size > 1000
+    assert "Paired per-trial PCC difference against" in md and "| other model | +0.000 | [+0.000, +0.000] |" in md
+    assert json.loads((tmp_path / "cmp" / "compare.json").read_text())["paired"]["reference"] == "edge (causal)"
+    with pytest.raises(ValueError, match="reference must be one of .*'best-noncausal'.* got 'nope'"):
+        compare(paths, tmp_path / "cmp3", reference="nope")
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"pcc_mean": 0.5}))
     with pytest.raises(ValueError, match="keys .* are missing"):
@@ -282,3 +286,38 @@ def test_param_position_is_sigmoid_of_raw():
     raw = np.random.default_rng(1).standard_normal((50, 18)).astype(np.float32)
     pos = param_position(raw_to_physical(raw, voice), voice)
     np.testing.assert_allclose(pos, 1 / (1 + np.exp(-raw)), atol=2e-4)
+
+
+def test_paired_differences_against_reference():
+    from edgensd.decoding.compare import paired_differences
+
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.5, 0.8, 40)  # shared per-trial difficulty
+    gap = 0.01 + 0.005 * rng.standard_normal(40)
+
+    def ev(name, causal, pcc, trials=range(40)):
+        return {"name": name, "causal": causal, "pcc_mean": float(np.mean(pcc)),
+                "per_trial": [{"trial": int(t), "pcc": float(p)} for t, p in zip(trials, pcc, strict=True)]}
+
+    evals = [ev("a (causal)", True, base - gap), ev("b (non-causal)", False, base), ev("c (causal)", True, base + 0.1)]
+    res = paired_differences(evals, "best-noncausal", n_boot=2000)
+    assert res["reference"] == "b (non-causal)" and res["skipped"] == []
+    a, c = res["rows"]
+    assert a["name"] == "a (causal)" and a["n_trials"] == 40
+    assert a["mean_diff"] == pytest.approx(-gap.mean(), abs=1e-12)
+    # the shared difficulty cancels: the interval is that of the gap alone, well away from 0
+    lo, hi = a["ci95"]
+    assert lo < a["mean_diff"] < hi < 0 and hi - lo < 0.01
+    assert a["frac_trials_better"] == pytest.approx(np.mean(-gap > 0))
+    assert c["mean_diff"] == pytest.approx(0.1) and c["frac_trials_better"] == 1.0
+    assert paired_differences(evals)["reference"] == "c (causal)"  # best overall
+    # only shared trials are paired; a model without per-trial results is skipped, not an error
+    part = ev("d (causal)", True, base[:10] + 0.2, trials=range(30, 40))
+    res = paired_differences([*evals, part, {"name": "old", "pcc_mean": 0.1}], "b (non-causal)", n_boot=200)
+    d = next(r for r in res["rows"] if r["name"] == "d (causal)")
+    assert d["n_trials"] == 10 and d["mean_diff"] == pytest.approx(np.mean(base[:10] + 0.2 - base[30:40]))
+    assert res["skipped"] == ["old"]
+    with pytest.raises(ValueError, match="no evaluation is of a non-causal model"):
+        paired_differences([evals[0], evals[2]], "best-noncausal")
+    with pytest.raises(ValueError, match="n_boot must be an integer >= 100"):
+        paired_differences(evals, n_boot=10)

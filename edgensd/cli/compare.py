@@ -1,8 +1,11 @@
 """Compare evaluated decoders side by side: markdown table + PNG (PCC, per-parameter r, MACs, parameters,
 measured look-ahead, training time, floor and ridge baselines).
 
+Below the table: each model's paired per-trial PCC difference against a reference model (default the
+best one), with a bootstrap 95 % interval over trials.
+
 Example:
-  edgensd compare --evals runs/*/eval.json --out runs/compare
+  edgensd compare --evals runs/*/eval.json --out runs/compare --reference best-noncausal
 """
 
 from __future__ import annotations
@@ -17,12 +20,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--evals", nargs="+", required=True, help="evaluation JSONs (edgensd eval decoder --json)")
     p.add_argument("--out", required=True, help="output directory (compare.md, compare.png, compare.json)")
     p.add_argument("--occlusions", nargs="*", default=None, help="occlusion.json files to add their verdicts")
+    p.add_argument("--reference", default="best",
+                   help="model the paired per-trial PCC differences are taken against: 'best' (default), "
+                        "'best-noncausal' or a model name as in the table")
 
 
 def run(args: argparse.Namespace) -> int:
     """Write the comparison and print the markdown table."""
     from edgensd.decoding.compare import compare
 
-    res = compare(args.evals, args.out, args.occlusions)
+    res = compare(args.evals, args.out, args.occlusions, args.reference)
     print(res["markdown"])
     return 0

@@ -15,13 +15,17 @@ import numpy as np
 from edgensd.log import logger
 from edgensd.params import PARAM_NAMES
 
-__all__ = ["REQUIRED_KEYS", "compare", "load_evals", "markdown_table"]
+__all__ = ["REFERENCE_CHOICES", "REQUIRED_KEYS", "compare", "load_evals", "markdown_table", "paired_differences"]
 
 #: Keys an evaluation JSON must hold to be compared.
 REQUIRED_KEYS: tuple[str, ...] = (
     "pcc_mean", "pcc_median", "n_trials", "per_param", "macs_per_frame", "n_params", "lookahead_frames",
     "floor_pcc_mean", "ridge_pcc_mean",
 )
+
+
+#: Special values of ``reference`` (besides a model name) in :func:`paired_differences`.
+REFERENCE_CHOICES: tuple[str, ...] = ("best", "best-noncausal")
 
 
 def load_evals(paths) -> list[dict]:
@@ -108,6 +112,87 @@ def markdown_table(evals: list[dict], occl: dict | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _resolve_reference(evals: list[dict], reference: str) -> dict:
+    names = [d["name"] for d in evals]
+    if reference == "best":
+        return max(evals, key=lambda d: d["pcc_mean"])
+    if reference == "best-noncausal":
+        nc = [d for d in evals if d.get("causal") is False]
+        if not nc:
+            raise ValueError("reference='best-noncausal' but no evaluation is of a non-causal model "
+                             f"(models: {names})")
+        return max(nc, key=lambda d: d["pcc_mean"])
+    for d in evals:
+        if d["name"] == reference:
+            return d
+    raise ValueError(f"reference must be one of {list(REFERENCE_CHOICES)} or a model name among {names}, "
+                     f"got {reference!r}")
+
+
+def paired_differences(evals: list[dict], reference: str = "best", n_boot: int = 10000, seed: int = 0) -> dict:
+    """Per-trial paired PCC differences of every model against a reference model.
+
+    Two models evaluated on the same held-out trials differ by less than their spread over trials suggests:
+    most of that spread is shared (some trials are easy for every model). The paired difference per trial,
+    averaged, with a percentile bootstrap over trials, says whether a gap is larger than trial sampling.
+
+    Parameters
+    ----------
+    evals : list of dict
+        From :func:`load_evals`; each needs ``per_trial`` (a list of ``{"trial", "pcc"}``).
+    reference : str
+        ``"best"`` (highest ``pcc_mean``), ``"best-noncausal"`` (highest among non-causal models) or a
+        model name.
+    n_boot : int
+        Bootstrap resamples of the trials.
+    seed : int
+        Seed of the resampling.
+
+    Returns
+    -------
+    dict
+        ``reference`` (its name), ``n_boot`` and ``rows``: per other model ``name``, ``n_trials`` (trials
+        both evaluated), ``mean_diff`` (model − reference, PCC), ``ci95`` ([low, high]) and
+        ``frac_trials_better`` (fraction of those trials where the model scores higher). Models without
+        per-trial results are listed in ``skipped``.
+    """
+    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 100:
+        raise ValueError(f"n_boot must be an integer >= 100, got {n_boot!r}")
+    ref = _resolve_reference(evals, reference)
+    if not ref.get("per_trial"):
+        raise ValueError(f"the reference model {ref['name']!r} has no per-trial results ({ref.get('_path')})")
+    ref_pcc = {t["trial"]: t["pcc"] for t in ref["per_trial"]}
+    rng = np.random.default_rng(seed)
+    rows, skipped = [], []
+    for d in evals:
+        if d is ref:
+            continue
+        pairs = [(t["pcc"], ref_pcc[t["trial"]]) for t in d.get("per_trial") or () if t["trial"] in ref_pcc]
+        if not pairs:
+            skipped.append(d["name"])
+            continue
+        diff = np.array([a - b for a, b in pairs], float)
+        boots = diff[rng.integers(0, diff.size, (n_boot, diff.size))].mean(axis=1)
+        lo, hi = np.percentile(boots, [2.5, 97.5])
+        rows.append({"name": d["name"], "n_trials": int(diff.size), "mean_diff": float(diff.mean()),
+                     "ci95": [float(lo), float(hi)], "frac_trials_better": float(np.mean(diff > 0))})
+    if skipped:
+        logger.warning("no trials shared with %r (or no per-trial results): %s", ref["name"], skipped)
+    return {"reference": ref["name"], "n_boot": n_boot, "rows": rows, "skipped": skipped}
+
+
+def paired_markdown(paired: dict) -> str:
+    """Markdown of :func:`paired_differences`."""
+    lines = [f"Paired per-trial PCC difference against **{paired['reference']}** (model − reference on the "
+             f"trials both evaluated; 95 % percentile bootstrap over trials, {paired['n_boot']:,} resamples):",
+             "", "| model | Δ PCC | 95 % CI | trials better | trials |", "|---|---:|---|---:|---:|"]
+    for r in paired["rows"]:
+        lo, hi = r["ci95"]
+        lines.append(f"| {r['name']} | {r['mean_diff']:+.3f} | [{lo:+.3f}, {hi:+.3f}] | "
+                     f"{100 * r['frac_trials_better']:.0f} % | {r['n_trials']} |")
+    return "\n".join(lines) + "\n"
+
+
 def _plot(evals: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -147,7 +232,10 @@ def _plot(evals: list[dict], path: Path) -> None:
 
 
 def compare(
-    evals: list[str | os.PathLike], out_dir: str | os.PathLike, occlusions: list[str | os.PathLike] | None = None
+    evals: list[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    occlusions: list[str | os.PathLike] | None = None,
+    reference: str = "best",
 ) -> dict:
     """Write ``compare.md``, ``compare.png`` and ``compare.json`` for several evaluations.
 
@@ -158,18 +246,26 @@ def compare(
     out_dir : path
     occlusions : list of path, optional
         ``occlusion.json`` files; matched to evaluations by model name.
+    reference : str
+        Model the paired per-trial differences are taken against (see :func:`paired_differences`); used
+        when more than one model is compared.
 
     Returns
     -------
     dict
-        ``markdown`` (the table), ``rows`` (one summary dict per model), paths written.
+        ``markdown`` (the tables), ``rows`` (one summary dict per model), ``paired`` (or None), paths written.
     """
     ev = load_evals(evals)
+    if reference not in REFERENCE_CHOICES and reference not in [d["name"] for d in ev]:
+        _resolve_reference(ev, reference)  # raises, naming the allowed values
+    paired = paired_differences(ev, reference) if len(ev) > 1 else None
     occl = {}
     for path in occlusions or []:
         o = json.loads(Path(path).read_text())
         occl[o.get("name", Path(path).parent.name)] = o
     md = markdown_table(ev, occl or None)
+    if paired is not None:
+        md += "\n" + paired_markdown(paired)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "compare.md").write_text(md)
@@ -181,7 +277,7 @@ def compare(
                                "_path")}
         for d in ev
     ]
-    (out_dir / "compare.json").write_text(json.dumps({"rows": rows}, indent=2) + "\n")
+    (out_dir / "compare.json").write_text(json.dumps({"rows": rows, "paired": paired}, indent=2) + "\n")
     logger.info("compared %d models: %s", len(ev), out_dir / "compare.md")
-    return {"markdown": md, "rows": rows, "markdown_path": str(out_dir / "compare.md"),
+    return {"markdown": md, "rows": rows, "paired": paired, "markdown_path": str(out_dir / "compare.md"),
             "png_path": str(out_dir / "compare.png")}
