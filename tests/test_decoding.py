@@ -187,6 +187,12 @@ def test_compare_table_and_png(setup, tmp_path):
     assert (tmp_path / "cmp" / "compare.png").stat().st_size > 1000
     assert "Paired per-trial PCC difference against" in md and "| other model | +0.000 | [+0.000, +0.000] |" in md
     assert json.loads((tmp_path / "cmp" / "compare.json").read_text())["paired"]["reference"] == "edge (causal)"
+    occ = tmp_path / "occlusion.json"
+    roles = {"leading": {"n": 3, "mean_drop": 0.004}, "lagging": {"n": 2, "mean_drop": -0.001}, "none": {"n": 0}}
+    occ.write_text(json.dumps({"name": "edge (causal)", "n_trials": 7, "ground_truth": {
+        "roles": roles, "auc_leading_vs_lagging": 0.83, "leading_above_lagging": True}}))
+    md = compare(paths, tmp_path / "cmp4", occlusions=[occ])["markdown"]
+    assert "| edge (causal) | 7 | +0.0040 (3) | -0.0010 (2) | - | 0.83 |" in md and "True (0.83)" in md
     with pytest.raises(ValueError, match="reference must be one of .*'best-noncausal'.* got 'nope'"):
         compare(paths, tmp_path / "cmp3", reference="nope")
     bad = tmp_path / "bad.json"

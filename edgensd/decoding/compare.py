@@ -63,6 +63,29 @@ def _look(d: dict) -> str:
     return f">= {n} (unbounded)" if d.get("lookahead_unbounded") else f"{n} ({8 * n} ms)"
 
 
+def _occlusion_markdown(evals: list[dict], occl: dict) -> str:
+    """Per-role occlusion drops (mean PCC drop when one electrode is occluded) of the models that have them."""
+    roles = ("leading", "lagging", "none")
+    lines = ["Occlusion against the simulator's ground truth (mean drop in PCC when one electrode is occluded; "
+             "electrodes the pipeline marked bad are left out):", "",
+             "| model | trials | " + " | ".join(f"{r} (n) mean drop" for r in roles) + " | AUC leading vs lagging |",
+             "|---|---:|" + "---:|" * (len(roles) + 1)]
+    n_rows = 0
+    for d in evals:
+        o = occl.get(d["name"])
+        gt = (o or {}).get("ground_truth")
+        if not gt:
+            continue
+        cells = []
+        for r in roles:
+            st = gt["roles"].get(r)
+            cells.append("-" if not st or not st.get("n") else f"{st['mean_drop']:+.4f} ({st['n']})")
+        lines.append(f"| {d['name']} | {o.get('n_trials', '-')} | " + " | ".join(cells)
+                     + f" | {gt['auc_leading_vs_lagging']:.2f} |")
+        n_rows += 1
+    return "\n".join(lines) if n_rows else ""
+
+
 def markdown_table(evals: list[dict], occl: dict | None = None) -> str:
     """Markdown of the main table and the per-parameter table.
 
@@ -101,6 +124,8 @@ def markdown_table(evals: list[dict], occl: dict | None = None) -> str:
                  "floor: training-mean spectrum; ridge: lagged neural frames → spectrogram, (c) causal lags "
                  "t-24..t, (nc) t-24..t+24 (step 2 frames); ceiling: the speech model's own resynthesis of the "
                  "reference parameters; STOI: see each JSON's `stoi.variant`.")
+    if occl:
+        lines += ["", _occlusion_markdown(evals, occl)]
     lines.append("")
     lines.append("Per-parameter Pearson r (decoded vs the speech encoder's reference parameters):")
     lines.append("")
