@@ -82,7 +82,7 @@ def test_resume_after_interruption(setup, tmp_path, monkeypatch):
     d = setup
     shutil.copy(next((d / "edge").glob("reference_*.npz")), tmp_path)  # skip recomputing the references
 
-    class StopAfter(train_mod._StopFlag):
+    class StopAfter(train_mod.StopFlag):
         """Reports SIGTERM from the third check of the flag on (after the third step)."""
 
         def __enter__(self):
@@ -101,7 +101,7 @@ def test_resume_after_interruption(setup, tmp_path, monkeypatch):
         def signum(self, value):
             pass
 
-    monkeypatch.setattr(train_mod, "_StopFlag", StopAfter)
+    monkeypatch.setattr(train_mod, "StopFlag", StopAfter)
     with pytest.raises(KeyboardInterrupt):
         train_decoder(d / "p.h5", d / "sm", tmp_path, _cfg(max_minutes=1.0))
     ck = torch.load(tmp_path / "checkpoint.pt", weights_only=False)

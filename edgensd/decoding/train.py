@@ -53,7 +53,7 @@ from edgensd.decoding.targets import (
 )
 from edgensd.log import logger, progress_enabled
 from edgensd.params import LOUD, N_PARAMS, PARAM_NAMES, VoiceRange, raw_to_physical
-from edgensd.speech.train import _atomic_torch_save, _StopFlag, checkpoint_if_due, load_checkpoint
+from edgensd.trainloop import StopFlag, atomic_torch_save, checkpoint_if_due, load_checkpoint
 
 CHECKPOINT_FILE = "checkpoint.pt"
 TRAIN_CONFIG_FILE = "train_config.json"
@@ -385,7 +385,7 @@ def train_decoder(
     }
 
     def checkpoint(done: bool) -> None:
-        _atomic_torch_save(
+        atomic_torch_save(
             {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "elapsed_s": elapsed,
              "train_config": cfg.to_dict(), "data_key": key, "done": done},
             ckpt_path,
@@ -404,7 +404,7 @@ def train_decoder(
     log_f = open(out_dir / LOG_FILE, "a")
     model.train()
     try:
-        with _StopFlag() as stop:
+        with StopFlag() as stop:
             while elapsed < budget:
                 t0 = time.time()
                 frac = elapsed / budget

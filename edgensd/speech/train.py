@@ -15,8 +15,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-import signal
 import time
 from pathlib import Path
 
@@ -30,6 +28,7 @@ from edgensd.params import ALPHA, FORMANT_F, LOUD, VoiceRange
 from edgensd.speech.features import trial_features
 from edgensd.speech.model import SpeechModel, SpeechModelConfig
 from edgensd.speech.synth import estimate_background, power_to_norm_t
+from edgensd.trainloop import StopFlag, atomic_torch_save, checkpoint_if_due, load_checkpoint
 
 CHECKPOINT_FILE = "checkpoint.pt"
 TRAIN_CONFIG_FILE = "train_config.json"
@@ -56,64 +55,6 @@ class SpeechTrainConfig(Config):
     checkpoint_every_s: float = 120.0
     n_threads: int = 0  # 0: torch default
     model: SpeechModelConfig = dataclasses.field(default_factory=SpeechModelConfig)
-
-
-class _StopFlag:
-    """Turns SIGINT/SIGTERM into a flag the loop checks, so a checkpoint is written before exiting."""
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self._old: dict[int, object] = {}
-
-    def __enter__(self) -> _StopFlag:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                self._old[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not in the main thread
-                pass
-        return self
-
-    def _handle(self, signum, frame) -> None:  # noqa: ARG002
-        self.signum = signum
-
-    def __exit__(self, *exc) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-
-
-def checkpoint_if_due(stop: _StopFlag, checkpoint, ckpt_path: Path, step: int, last_ckpt: float,
-                      every_s: float) -> float:
-    """End-of-step bookkeeping shared by the training loops.
-
-    After a signal: write the checkpoint, log how to resume and raise KeyboardInterrupt. Otherwise write
-    it when ``every_s`` seconds have passed since ``last_ckpt``. ``checkpoint(done)`` writes it; returns the
-    (possibly updated) time of the last checkpoint.
-    """
-    if stop.signum is not None:
-        checkpoint(done=False)
-        logger.warning("stopped by signal %d at step %d; checkpoint written to %s (run the same "
-                       "command again to resume)", stop.signum, step, ckpt_path)
-        raise KeyboardInterrupt
-    if time.time() - last_ckpt > every_s:
-        checkpoint(done=False)
-        return time.time()
-    return last_ckpt
-
-
-def _atomic_torch_save(obj: dict, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: Path) -> dict:
-    """Read a training checkpoint; a damaged file raises a ValueError naming it."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # torch raises many types for a damaged file
-        raise ValueError(
-            f"checkpoint {path} is corrupted ({type(exc).__name__}: {exc}); delete it to start over"
-        ) from exc
 
 
 class _Batches:
@@ -240,7 +181,7 @@ def train_speech(data: str | Path, out_dir: str | Path, config: SpeechTrainConfi
     cfg.save(out_dir / TRAIN_CONFIG_FILE)
 
     def checkpoint(done: bool) -> None:
-        _atomic_torch_save(
+        atomic_torch_save(
             {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "elapsed_s": elapsed,
              "train_config": cfg.to_dict(), "done": done},
             ckpt_path,
@@ -256,7 +197,7 @@ def train_speech(data: str | Path, out_dir: str | Path, config: SpeechTrainConfi
     log_f = open(out_dir / LOG_FILE, "a")
     model.train()
     try:
-        with _StopFlag() as stop:
+        with StopFlag() as stop:
             while elapsed < budget:
                 t0 = time.time()
                 frac = elapsed / budget
