@@ -171,8 +171,7 @@ class Synthesizer(nn.Module):
         kidx = (kk.clamp(1, self.n_harmonics) - 1).long()
         df = (fb.unsqueeze(-1) - kk * f0.unsqueeze(-1)).abs() / BIN_HZ
         win, inside = self._lerp_table(self.win_table, df * dsp.WIN_OVERSAMPLE, self.win_table.shape[0])
-        lead = hp.shape[:-1]
-        hp_g = torch.gather(hp.unsqueeze(-2).expand(*lead, fb.shape[0], hp.shape[-1]), -1, kidx)
+        hp_g = torch.gather(hp, -1, kidx.flatten(-2)).view(kidx.shape)  # (..., 256, 2R+1)
         pv = (hp_g * win * (valid & inside).to(win.dtype)).sum(-1)
 
         # noise part on the bins
