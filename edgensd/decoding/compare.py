@@ -15,7 +15,10 @@ import numpy as np
 from edgensd.log import logger
 from edgensd.params import PARAM_NAMES
 
-__all__ = ["REFERENCE_CHOICES", "REQUIRED_KEYS", "compare", "load_evals", "markdown_table", "paired_differences"]
+__all__ = [
+    "REFERENCE_CHOICES", "REQUIRED_KEYS", "compare", "load_evals", "markdown_table", "paired_differences",
+    "paired_markdown",
+]
 
 #: Keys an evaluation JSON must hold to be compared.
 REQUIRED_KEYS: tuple[str, ...] = (
