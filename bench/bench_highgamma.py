@@ -31,21 +31,19 @@ Run with ``OMP_NUM_THREADS=1`` for single-core figures; note what else the machi
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from _revs import import_file, source_at  # bench/ is sys.path[0] when run as a script
 
 FS = 1000.0
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _rss_mb() -> float:
@@ -95,11 +93,7 @@ def _load_highgamma(module_path: str | None):
         from edgensd.neural import highgamma
 
         return highgamma
-    spec = importlib.util.spec_from_file_location("highgamma_baseline", module_path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up while the class is created
-    spec.loader.exec_module(mod)
-    return mod
+    return import_file(module_path, "highgamma_baseline")
 
 
 def offline_child(n_channels: int, minutes: float, module_path: str | None) -> dict:
@@ -204,19 +198,6 @@ def real_recording_agreement(max_lag: int = 5) -> dict:
     }
 
 
-def _baseline_module(rev: str) -> str:
-    src = subprocess.run(
-        ["git", "-C", str(REPO), "show", f"{rev}:edgensd/neural/highgamma.py"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    fd, path = tempfile.mkstemp(prefix=f"highgamma_{rev}_", suffix=".py")
-    with os.fdopen(fd, "w") as f:
-        f.write(src)
-    return path
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--channels", type=int, nargs="+", default=[64, 128])
@@ -242,7 +223,7 @@ def main(argv=None) -> int:
     impls = [("current", None)]
     tmp = None
     if args.baseline_rev:
-        tmp = _baseline_module(args.baseline_rev)
+        tmp = source_at(args.baseline_rev, "edgensd/neural/highgamma.py")
         impls.append((args.baseline_rev, tmp))
     offline = []
     try:

@@ -21,18 +21,16 @@ of ``--repeats`` runs after one warm-up; the figures move with machine load, the
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
+from _revs import import_file, source_at  # bench/ is sys.path[0] when run as a script
 
 from edgensd.decoders import get_decoder
 from edgensd.params import raw_to_physical
@@ -56,16 +54,9 @@ def _median_time(fn, repeats: int) -> float:
 
 
 def _baseline_synth(rev: str, current: Synthesizer) -> Synthesizer:
-    src = subprocess.run(["git", "-C", str(REPO), "show", f"{rev}:edgensd/speech/synth.py"], capture_output=True,
-                         text=True, check=True).stdout
-    fd, path = tempfile.mkstemp(prefix=f"synth_{rev}_", suffix=".py")
-    with os.fdopen(fd, "w") as f:
-        f.write(src)
+    path = source_at(rev, "edgensd/speech/synth.py")
     try:
-        spec = importlib.util.spec_from_file_location(f"synth_{rev}", path)
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = mod
-        spec.loader.exec_module(mod)
+        mod = import_file(path, f"synth_{rev}")
     finally:
         os.unlink(path)
     old = mod.Synthesizer(current.config, current.background.numpy())
@@ -122,10 +113,15 @@ def main(argv=None) -> int:
             ref = synth(raw_to_physical(raw, voice))
             diff = (synths[1][1](raw_to_physical(raw, voice)) - ref).abs().max().item()
         print(f"# baseline {args.baseline_rev}: max abs power difference vs current {diff:.3g}")
-    synth_s = {name: [] for name, _ in synths}
+    steps = {name: _synth_step(s, raw, voice, spec, mel) for name, s in synths}
+    for step in steps.values():
+        step()  # warm-up
+    synth_s = {name: [] for name in steps}
     for _ in range(args.repeats):  # interleaved, so both see the same machine load
-        for name, s in synths:
-            synth_s[name].append(_median_time(_synth_step(s, raw, voice, spec, mel), 1))
+        for name, step in steps.items():
+            t0 = time.perf_counter()
+            step()
+            synth_s[name].append(time.perf_counter() - t0)
     synth_med = {name: statistics.median(v) for name, v in synth_s.items()}
 
     rows = []
