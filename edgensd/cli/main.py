@@ -16,16 +16,27 @@ class CommandError(Exception):
     """An error the CLI reports as one clear line (exit status 2), without a traceback."""
 
 
-def _command_modules() -> list:
-    import edgensd.cli as pkg
+COMMAND_PACKAGES = ("edgensd.cli", "edgensd.export.commands", "edgensd.firmware_bridge.commands")
+"""Packages whose modules define subcommands (``COMMAND`` + ``run``): the core CLI, the export toolchain's
+and the serial bridge's. A module must import heavy dependencies (torch, onnx, ...) inside ``run`` only, so
+that ``edgensd --help`` and the torch-free runtime commands start without them."""
 
+
+def _command_modules() -> list:
     mods = []
-    for info in pkgutil.iter_modules(pkg.__path__):
-        if info.name in ("main",) or info.name.startswith("_"):
+    for pkg_name in COMMAND_PACKAGES:
+        try:
+            pkg = importlib.import_module(pkg_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != pkg_name:  # the package exists but imports something missing: a real error
+                raise
             continue
-        mod = importlib.import_module(f"edgensd.cli.{info.name}")
-        if hasattr(mod, "COMMAND") and hasattr(mod, "run"):
-            mods.append(mod)
+        for info in pkgutil.iter_modules(pkg.__path__):
+            if info.name in ("main",) or info.name.startswith("_"):
+                continue
+            mod = importlib.import_module(f"{pkg_name}.{info.name}")
+            if hasattr(mod, "COMMAND") and hasattr(mod, "run"):
+                mods.append(mod)
     return sorted(mods, key=lambda m: m.COMMAND)
 
 

@@ -1,0 +1,1 @@
+"""Subcommands of the export toolchain (discovered by :mod:`edgensd.cli.main`)."""

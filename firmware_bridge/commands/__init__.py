@@ -1,0 +1,1 @@
+"""Subcommands of the serial bridge (discovered by :mod:`edgensd.cli.main`)."""
