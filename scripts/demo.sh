@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Install what is needed, then run the demo on the model and utterances that ship with the package.
+# Install what the demo needs (bash scripts/install.sh demo), then run `edgensd demo` on the model and audio
+# that ship with the package. Arguments go to `edgensd demo` (e.g. --out DIR).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install.sh
-exec edgensd demo "$@"
+source scripts/_env.sh
+bash scripts/install.sh demo
+exec "$PY" -m edgensd demo "$@"

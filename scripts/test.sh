@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Install what is needed, then run the whole test suite (this is what CI runs).
+# Install everything (bash scripts/install.sh all), then run the whole test suite. This is what CI runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install.sh
+source scripts/_env.sh
+bash scripts/install.sh all
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-exec "${PYTHON:-python3}" -m pytest -q "$@"
+exec "$PY" -m pytest -q "$@"

@@ -9,6 +9,18 @@ import pytest
 from edgensd.log import logger
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """No silent skips: a skipped test fails (CI installs every extra, so nothing may be missing)."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"test skipped, which this suite does not allow (everything it needs is installed by " \
+                          f"scripts/install.sh): {reason}"
+
+
 @pytest.fixture
 def edgensd_log():
     """Records of the package logger (it does not propagate to the root logger, so caplog misses it)."""

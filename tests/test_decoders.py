@@ -6,8 +6,7 @@ import json
 
 import numpy as np
 import pytest
-
-torch = pytest.importorskip("torch")
+import torch
 
 from edgensd.decoders import (  # noqa: E402
     DecoderConfig,

@@ -9,8 +9,7 @@ import shutil
 import h5py
 import numpy as np
 import pytest
-
-torch = pytest.importorskip("torch")
+import torch
 
 from edgensd.cli.main import main  # noqa: E402
 from edgensd.data.participant import load_participant, save_participant  # noqa: E402
@@ -38,15 +37,12 @@ def _cfg(**kw) -> DecoderTrainConfig:
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     """A 64-electrode participant simulated from 6 real prompts (2 held out) and a tiny speech model."""
-    from edgensd.data.speech import SpeechDataConfig, SpeechDataMissingError, build_speech_participant
+    from edgensd.data.speech import SpeechDataConfig, build_speech_participant
     from edgensd.neural.simulate import SimulationConfig, simulate, write_simulation
     from edgensd.speech.model import SpeechModelConfig
     from edgensd.speech.train import SpeechTrainConfig, train_speech
 
-    try:
-        sp, _ = build_speech_participant(SpeechDataConfig(max_prompts=6, n_test=2))
-    except SpeechDataMissingError as exc:
-        pytest.skip(f"real speech not installed: {exc}")
+    sp, _ = build_speech_participant(SpeechDataConfig(max_prompts=6, n_test=2))  # installed by install.sh
     d = tmp_path_factory.mktemp("decoding")
     save_participant(sp, d / "speech.h5")
     res = simulate(SimulationConfig(speech=str(d / "speech.h5"), layout="ld8x8", seed=3, trial_gap_s=0.8),

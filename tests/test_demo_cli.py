@@ -33,4 +33,4 @@ def test_cli_reports_bad_input_without_traceback(tmp_path):
         capture_output=True, text=True, stdin=subprocess.DEVNULL,
     )
     assert proc.returncode == 2
-    assert "not found" in proc.stderr and "Traceback" not in proc.stderr
+    assert "--model: no such model folder" in proc.stderr and "Traceback" not in proc.stderr

@@ -110,12 +110,9 @@ def test_cli_encode_reports_roles_and_ground_truth(synth_sim, tmp_path):
 
 def test_recovers_leading_and_lagging_electrodes_from_real_prompts(tmp_path):
     """Done-when check on real speech (the full participant is measured in the README/note)."""
-    from edgensd.data.speech import SpeechDataConfig, SpeechDataMissingError, build_speech_participant
+    from edgensd.data.speech import SpeechDataConfig, build_speech_participant
 
-    try:
-        sp, _ = build_speech_participant(SpeechDataConfig(max_prompts=10, n_test=2))
-    except SpeechDataMissingError as exc:
-        pytest.skip(f"real speech not installed: {exc}")
+    sp, _ = build_speech_participant(SpeechDataConfig(max_prompts=10, n_test=2))  # installed by install.sh
     save_participant(sp, tmp_path / "speech.h5")
     cfg = SimulationConfig(speech=str(tmp_path / "speech.h5"), layout="ld8x8", seed=21, trial_gap_s=0.8)
     sim = simulate(cfg, verbose="warning")

@@ -40,12 +40,9 @@ def synth_file(tmp_path_factory):
 @pytest.fixture(scope="module")
 def real_sim(tmp_path_factory):
     """A 64-electrode participant simulated from 8 real Allison prompts, re-spaced with 1 s gaps."""
-    from edgensd.data.speech import SpeechDataConfig, SpeechDataMissingError, build_speech_participant
+    from edgensd.data.speech import SpeechDataConfig, build_speech_participant
 
-    try:
-        sp, _ = build_speech_participant(SpeechDataConfig(max_prompts=8, n_test=2))
-    except SpeechDataMissingError as exc:
-        pytest.skip(f"real speech not installed: {exc}")
+    sp, _ = build_speech_participant(SpeechDataConfig(max_prompts=8, n_test=2))  # installed by install.sh
     d = tmp_path_factory.mktemp("real")
     save_participant(sp, d / "speech.h5")
     cfg = SimulationConfig(speech=str(d / "speech.h5"), layout="ld8x8", seed=11, trial_gap_s=1.0)

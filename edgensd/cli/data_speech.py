@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 
+from edgensd.cli._args import check_output_dir, nonneg_float, nonneg_int, positive_int
 from edgensd.data.speech import ALLISON_DIR, TRANSCRIPT_PATH, SpeechDataConfig, gather_speech
 
 COMMAND = ("data", "speech")
@@ -22,15 +23,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
     parser.add_argument(
         "--max-prompts",
-        type=int,
+        type=positive_int,
         default=None,
         metavar="N",
-        help="keep only the first N prompts (sorted order)",
+        help="keep only the first N prompts (sorted order; default all)",
     )
     parser.add_argument(
-        "--gap-s", type=float, default=0.25, metavar="S", help="silence before each prompt, s"
+        "--gap-s", type=nonneg_float, default=0.25, metavar="S", help="silence before each prompt, s"
     )
-    parser.add_argument("--n-test", type=int, default=50, metavar="N", help="held-out trials (the last N)")
+    parser.add_argument("--n-test", type=nonneg_int, default=50, metavar="N", help="held-out trials (the last N)")
     parser.add_argument(
         "--include-non-speech", action="store_true", help="keep tone, sound-effect and silence prompts"
     )
@@ -44,6 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Gather the prompts; returns 0 on success."""
+    check_output_dir(args.out, "--out")
     config = SpeechDataConfig(
         sounds_dir=str(args.sounds_dir),
         transcript_path=str(args.transcripts),

@@ -12,13 +12,14 @@ COMMAND = ("demo",)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", default="edgensd_demo", help="output folder (default ./edgensd_demo)")
+    p.add_argument("--out", default="edgensd_demo", metavar="DIR", help="output folder, created if missing")
 
 
 def run(args: argparse.Namespace) -> int:
+    from edgensd.cli._args import check_output_dir
     from edgensd.demo import run_demo
 
-    res = run_demo(args.out)
+    res = run_demo(check_output_dir(args.out, "--out"))
     print(f"{'utterance':28s} {'sec':>5s} {'PCC':>6s} {'cepstral':>8s} {'STOI':>5s} {'ms/frame':>8s}")
     for r in res["utterances"]:
         print(f"{r['utterance']:28s} {r['seconds']:5.2f} {r['pcc']:6.3f} {r['cepstral_envelope_pcc']:8.3f} "

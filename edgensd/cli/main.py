@@ -9,11 +9,51 @@ import sys
 from collections.abc import Sequence
 
 import edgensd
+from edgensd.cli._args import CommandError
 from edgensd.log import logger, set_log_level
 
+__all__ = ["CommandError", "build_parser", "main"]
 
-class CommandError(Exception):
-    """An error the CLI reports as one clear line (exit status 2), without a traceback."""
+
+# Where a missing module comes from, for the one-line error of a command that needs it.
+_EXTRA_OF_MODULE = {
+    "torch": "the PyTorch CPU build: pip install torch==2.13.0 (or run `bash scripts/install.sh`)",
+    "onnx": "the export extra: pip install 'edgensd[export]'",
+    "onnxruntime": "the runtime extra: pip install 'edgensd[runtime]'",
+    "serial": "the bridge extra: pip install 'edgensd[bridge]'",
+    "matplotlib": "the training extra: pip install 'edgensd[training]'",
+    "pystoi": "the training extra: pip install 'edgensd[training]'",
+    "mne": "the neural extra: pip install 'edgensd[neural]'",
+    "pynwb": "the neural extra: pip install 'edgensd[neural]'",
+}
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the description's line breaks and appends each option's default when it has a useful one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            action.option_strings
+            and default not in (None, False, True, "", argparse.SUPPRESS)
+            and "default" not in text
+        ):
+            text += " (default: %(default)s)"
+        return text
+
+
+def _summary(doc: str) -> str:
+    """The first paragraph of a module docstring, on one line (the command's one-line help)."""
+    para = doc.strip().split("\n\n", 1)[0] if doc else ""
+    return " ".join(para.split())
+
+
+def _verbosity_options(parser: argparse.ArgumentParser, *, default) -> None:
+    grp = parser.add_mutually_exclusive_group()
+    grp.add_argument("-v", "--verbose", action="store_true", default=default, help="debug logging")
+    grp.add_argument("-q", "--quiet", action="store_true", default=default,
+                     help="warnings and errors only, no progress bars")
 
 
 COMMAND_PACKAGES = ("edgensd.cli", "edgensd.export.commands", "edgensd.firmware_bridge.commands")
@@ -41,35 +81,49 @@ def _command_modules() -> list:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Build the full argument parser (every discovered subcommand)."""
+    """Build the full argument parser (every discovered subcommand).
+
+    ``-v/--verbose`` and ``-q/--quiet`` are accepted before or after the subcommand; a command group given
+    without its subcommand (``edgensd eval``) prints the group's help.
+    """
     parser = argparse.ArgumentParser(
         prog="edgensd",
         description="Neural speech decoding from ECoG for edge devices.",
+        epilog="Run `edgensd COMMAND --help` for a command's options; -v/-q go before or after COMMAND.",
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"edgensd {edgensd.__version__}")
+    _verbosity_options(parser, default=False)
+    parser.set_defaults(_group=parser)
+    # After the subcommand the flags only set what was given, so they never reset the ones given before it.
     common = argparse.ArgumentParser(add_help=False)
-    grp = common.add_mutually_exclusive_group()
-    grp.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    grp.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only, no progress bars")
+    _verbosity_options(common, default=argparse.SUPPRESS)
 
-    subparsers: dict[tuple[str, ...], argparse._SubParsersAction] = {(): parser.add_subparsers(dest="cmd0")}
-    groups: dict[tuple[str, ...], argparse.ArgumentParser] = {}
+    subparsers: dict[tuple[str, ...], argparse._SubParsersAction] = {
+        (): parser.add_subparsers(dest="cmd0", metavar="COMMAND", title="commands")
+    }
     for mod in _command_modules():
         words = tuple(mod.COMMAND)
         for depth in range(len(words) - 1):
             prefix = words[: depth + 1]
-            if prefix not in groups:
-                sub = subparsers[prefix[:-1]].add_parser(prefix[-1], help=f"{prefix[-1]} commands")
-                groups[prefix] = sub
-                subparsers[prefix] = sub.add_subparsers(dest=f"cmd{depth + 1}")
+            if prefix not in subparsers:
+                group = subparsers[prefix[:-1]].add_parser(
+                    prefix[-1],
+                    help=f"{prefix[-1]} commands (edgensd {' '.join(prefix)} --help lists them)",
+                    description=f"edgensd {' '.join(prefix)}: see each subcommand's --help.",
+                    parents=[common],
+                    formatter_class=HelpFormatter,
+                )
+                group.set_defaults(_group=group)
+                subparsers[prefix] = group.add_subparsers(dest=f"cmd{depth + 1}", metavar="SUBCOMMAND",
+                                                          title="subcommands")
         doc = (mod.__doc__ or "").strip()
-        summary = doc.splitlines()[0] if doc else ""
         p = subparsers[words[:-1]].add_parser(
             words[-1],
-            help=summary,
+            help=_summary(doc),
             description=doc,
             parents=[common],
-            formatter_class=argparse.RawDescriptionHelpFormatter,
+            formatter_class=HelpFormatter,
         )
         if hasattr(mod, "add_arguments"):
             mod.add_arguments(p)
@@ -77,12 +131,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _missing_module_message(exc: ModuleNotFoundError) -> str:
+    top = (exc.name or "").split(".")[0]
+    hint = _EXTRA_OF_MODULE.get(top)
+    return f"this command needs the Python module {top!r}, which is not installed; install {hint}" if hint \
+        else str(exc)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``edgensd`` command line; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.verbose and args.quiet:
+        parser.error("-v/--verbose and -q/--quiet cannot be used together")
     if not hasattr(args, "_run"):
-        parser.print_help()
+        args._group.print_help()
         return 2
     set_log_level("debug" if args.verbose else "warning" if args.quiet else "info")
     try:
@@ -90,7 +153,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         logger.error("interrupted")
         return 130
-    except (CommandError, FileNotFoundError, ValueError, KeyError, OSError) as exc:
+    except ModuleNotFoundError as exc:
+        if args.verbose:
+            logger.exception("failed")
+        logger.error(_missing_module_message(exc))
+        return 2
+    except (CommandError, FileNotFoundError, ValueError, KeyError, OSError, ImportError) as exc:
         if args.verbose:
             logger.exception("failed")
         logger.error(str(exc) if not isinstance(exc, KeyError) else exc.args[0])

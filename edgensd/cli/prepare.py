@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 
+from edgensd.cli._args import check_input_file, check_output_file, nonneg_int
 from edgensd.log import logger
 
 COMMAND = ("prepare",)
@@ -22,10 +23,14 @@ COMMAND = ("prepare",)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``prepare`` options."""
-    parser.add_argument("--raw", required=True, help="raw recording (.vhdr, .edf, .bdf, .fif, .nwb, .dat)")
-    parser.add_argument("--audio", required=True, help="speech audio on the same clock (.wav, .flac, ...)")
-    parser.add_argument("--events", required=True, help="BIDS-style events.tsv (onset, duration, word)")
-    parser.add_argument("--out", required=True, help="participant HDF5 file to write")
+    parser.add_argument(
+        "--raw", required=True, metavar="REC", help="raw recording (.vhdr, .edf, .bdf, .fif, .nwb, .dat)"
+    )
+    parser.add_argument(
+        "--audio", required=True, metavar="WAV", help="speech audio on the same clock (.wav, .flac, ...)"
+    )
+    parser.add_argument("--events", required=True, metavar="TSV", help="BIDS-style events.tsv (onset, duration, word)")
+    parser.add_argument("--out", required=True, metavar="FILE.h5", help="participant HDF5 file to write")
     parser.add_argument(
         "--line-freq",
         type=float,
@@ -57,9 +62,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="linearly interpolate NaN/inf runs up to this length instead of failing",
     )
-    parser.add_argument("--n-test", type=int, default=None, help="held-out trials (last ones)")
+    parser.add_argument("--n-test", type=nonneg_int, default=None, metavar="N", help="held-out trials (last ones)")
     parser.add_argument("--label-column", default=None, help="events column with the word")
-    parser.add_argument("--hemisphere", choices=["left", "right"], default=None)
+    parser.add_argument("--hemisphere", choices=["left", "right"], default=None, help="implant hemisphere")
     parser.add_argument("--no-raw", action="store_true", help="do not store the raw signal in the file")
 
 
@@ -68,6 +73,10 @@ def run(args: argparse.Namespace) -> int:
     from edgensd.data.participant import save_participant
     from edgensd.neural.prepare import MAX_MISMATCH_S, prepare_participant
 
+    check_input_file(args.raw, "--raw")
+    check_input_file(args.audio, "--audio")
+    check_input_file(args.events, "--events")
+    check_output_file(args.out, "--out")
     picks = [p.strip() for p in args.picks.split(",") if p.strip()] if args.picks else None
     part, res = prepare_participant(
         args.raw,

@@ -19,6 +19,15 @@ import argparse
 import json
 from pathlib import Path
 
+from edgensd.cli._args import (
+    check_input_file,
+    check_output_file,
+    nonneg_float,
+    nonneg_int,
+    positive_float,
+    positive_int,
+)
+
 COMMAND = ("simulate",)
 
 
@@ -32,25 +41,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--layout", required=True, choices=LAYOUT_NAMES, help="electrode layout")
     parser.add_argument("--hemisphere", default="left", choices=HEMISPHERES, help="hemisphere (default left)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--seed", type=nonneg_int, default=0, help="random seed")
     parser.add_argument("--out", required=True, metavar="FILE.h5", help="participant file to write")
     parser.add_argument(
-        "--raw-fs", type=float, default=1000.0, metavar="HZ", help="raw sampling rate (default 1000)"
+        "--raw-fs", type=positive_float, default=1000.0, metavar="HZ", help="raw sampling rate"
     )
     parser.add_argument("--difficulty", default="standard", choices=DIFFICULTIES, help="default standard")
     parser.add_argument(
         "--line-freq", type=float, default=60.0, choices=(50.0, 60.0), help="mains Hz (default 60)"
     )
-    parser.add_argument("--max-trials", type=int, default=None, metavar="N", help="only the first N trials")
+    parser.add_argument("--max-trials", type=positive_int, default=None, metavar="N", help="only the first N trials")
     parser.add_argument(
         "--trial-gap",
-        type=float,
+        type=nonneg_float,
         default=None,
         metavar="S",
         help="re-space trials with at least S s of silence before each (default: keep the speech timeline)",
     )
     parser.add_argument(
-        "--n-bad", type=int, default=None, metavar="N", help="bad channels (default: by difficulty)"
+        "--n-bad", type=nonneg_int, default=None, metavar="N", help="bad channels (default: by difficulty)"
     )
     parser.add_argument(
         "--no-placement-jitter", action="store_true", help="place grids exactly at the default spot"
@@ -62,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
     from edgensd.log import logger
     from edgensd.neural.simulate import SimulationConfig, config_path_for, simulate, write_simulation
 
+    check_input_file(args.speech, "--speech")
+    check_output_file(args.out, "--out")
     cfg = SimulationConfig(
         speech=str(args.speech),
         layout=args.layout,

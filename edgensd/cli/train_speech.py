@@ -10,18 +10,26 @@ from __future__ import annotations
 
 import argparse
 
+from edgensd.cli._args import check_input_file, check_output_dir, nonneg_int, positive_float
+
 COMMAND = ("train", "speech")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", required=True, help="participant or speech-only HDF5 file (edgensd data speech)")
-    p.add_argument("--out", required=True, help="output directory (resumes if it holds a checkpoint)")
-    p.add_argument("--max-minutes", type=float, default=30.0, help="training time budget in minutes (total)")
-    p.add_argument("--seed", type=int, default=0, help="random seed")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    p.add_argument(
+        "--data", required=True, metavar="FILE", help="participant or speech-only HDF5 file (edgensd data speech)"
+    )
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory (resumes if it holds a checkpoint)")
+    p.add_argument(
+        "--max-minutes", type=positive_float, default=30.0, metavar="M", help="training time budget in minutes (total)"
+    )
+    p.add_argument("--seed", type=nonneg_int, default=0, help="random seed")
+    p.add_argument("--threads", type=nonneg_int, default=0, help="torch threads (0: torch default)")
 
 
 def run(args: argparse.Namespace) -> int:
+    check_input_file(args.data, "--data")
+    check_output_dir(args.out, "--out")
     from edgensd.speech.train import SpeechTrainConfig, train_speech
 
     cfg = SpeechTrainConfig(max_minutes=args.max_minutes, seed=args.seed, n_threads=args.threads)

