@@ -269,3 +269,28 @@ def test_cli_simulate(synth_file, tmp_path):
     )
     with pytest.raises(SystemExit):
         main(["simulate", "--speech", str(synth_file), "--layout", "grid", "--out", str(tmp_path / "x.h5")])
+
+
+def test_streaming_pipeline_features_are_what_the_runtime_computes(synth_file):
+    """--pipeline streaming stores the causal features a live raw stream gives, block by block, with the same
+    raw signal as the offline file; the file carries the statistics the runtime needs."""
+    from edgensd.neural.highgamma import HighGammaStats, StreamingHighGamma
+
+    kw = {"speech": str(synth_file), "layout": "strip", "seed": 5}
+    off = simulate(SimulationConfig(**kw), verbose="warning")
+    st = simulate(SimulationConfig(**kw, pipeline="streaming"), verbose="warning")
+    np.testing.assert_array_equal(off.participant.raw_signal, st.participant.raw_signal)
+    stats = HighGammaStats.from_dict(json.loads(st.participant.attrs["highgamma_stats"]))
+    assert stats.config.pipeline == "streaming"
+    assert json.loads(st.participant.attrs["highgamma_config"])["pipeline"] == "streaming"
+    live = StreamingHighGamma(st.participant.raw_fs, st.participant.n_electrodes, stats=stats)
+    raw = st.participant.raw_signal
+    blocks = [live.process(raw[a : a + 37]) for a in range(0, raw.shape[0], 37)]
+    frames = np.concatenate(blocks)
+    n = min(len(frames), st.participant.n_frames)
+    assert n >= st.participant.n_frames - 1
+    np.testing.assert_allclose(frames[:n], st.participant.ecog[:n], atol=1e-4)
+    # the streaming features lag the zero-phase ones: they differ, frame for frame
+    assert np.abs(off.participant.ecog[:n] - st.participant.ecog[:n]).mean() > 0.05
+    with pytest.raises(ValueError, match="pipeline"):
+        SimulationConfig(**kw, pipeline="zero-phase")

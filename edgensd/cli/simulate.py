@@ -50,6 +50,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--line-freq", type=float, default=60.0, choices=(50.0, 60.0), help="mains Hz (default 60)"
     )
+    parser.add_argument(
+        "--pipeline",
+        default="offline",
+        choices=("offline", "streaming"),
+        help="high-gamma pipeline of the stored features: zero-phase offline, or the causal streaming one the "
+        "runtime computes from raw samples (train on it to deploy on it)",
+    )
     parser.add_argument("--max-trials", type=positive_int, default=None, metavar="N", help="only the first N trials")
     parser.add_argument(
         "--trial-gap",
@@ -85,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
         trial_gap_s=args.trial_gap,
         n_bad=args.n_bad,
         placement_jitter=not args.no_placement_jitter,
+        pipeline=args.pipeline,
     )
     res = simulate(cfg)
     path, cfg_path = write_simulation(res, args.out)

@@ -177,6 +177,10 @@ class SimulationConfig(Config):
     chunk_s : float
         Longest generation chunk, s (memory only; the output does not depend on it). Chunks are also capped
         at 2**21 samples × electrodes.
+    pipeline : {'offline', 'streaming'}
+        High-gamma pipeline of the stored features: the zero-phase offline one, or the causal streaming one
+        that the runtime computes from a live raw stream ("train as you deploy"). The raw signal, ground
+        truth and everything else do not depend on it.
     """
 
     speech: str = ""
@@ -191,9 +195,11 @@ class SimulationConfig(Config):
     n_bad: int | None = None
     placement_jitter: bool = True
     chunk_s: float = 60.0
+    pipeline: str = "offline"
 
     def __post_init__(self) -> None:
         check_choice("layout", self.layout, LAYOUT_NAMES)
+        check_choice("pipeline", self.pipeline, ("offline", "streaming"))
         check_choice("hemisphere", self.hemisphere, HEMISPHERES)
         check_choice("difficulty", self.difficulty, DIFFICULTIES)
         self.line_freq = float(self.line_freq)
@@ -1371,7 +1377,8 @@ def simulate(config: SimulationConfig, verbose: bool | str | int | None = None) 
         train_segments = [
             (int(s), int(e)) for i, (s, e) in enumerate(zip(start, end, strict=True)) if i not in test_set
         ]
-        hg = compute_highgamma(raw, fs, HighGammaConfig(line_freq=cfg.line_freq), train_segments=train_segments)
+        hg_cfg = HighGammaConfig(line_freq=cfg.line_freq, pipeline=cfg.pipeline)
+        hg = compute_highgamma(raw, fs, hg_cfg, train_segments=train_segments)
         timings["highgamma_pipeline"] = time.perf_counter() - t0
         if hg.features.shape[0] != n_frames:
             raise RuntimeError(f"high-gamma pipeline returned {hg.features.shape[0]} frames, expected {n_frames}")
@@ -1427,6 +1434,7 @@ def simulate(config: SimulationConfig, verbose: bool | str | int | None = None) 
                 "seed": int(cfg.seed),
                 "line_freq": float(cfg.line_freq),
                 "highgamma_config": json.dumps(hg.stats.config.to_dict(), sort_keys=True),
+                "highgamma_stats": json.dumps(hg.stats.to_dict()),
             }
         )
         extras = truth.to_extras()
