@@ -12,7 +12,7 @@ source scripts/_env.sh
 WHAT=${1:-all}
 case "$WHAT" in
   demo) APT_PKGS="gcc"; EXTRAS="demo" ;;
-  all) APT_PKGS="gcc asterisk-core-sounds-en-g722 asterisk-core-sounds-en asterisk-core-sounds-en-wav"; EXTRAS="dev" ;;
+  all) APT_PKGS="gcc asterisk-core-sounds-en-g722 asterisk-core-sounds-en asterisk-core-sounds-en-wav pocketsphinx-testdata"; EXTRAS="dev" ;;
   *) echo "usage: bash scripts/install.sh [demo|all] (got '$WHAT')" >&2; exit 2 ;;
 esac
 

@@ -144,7 +144,13 @@ def train_speech(data: str | Path, out_dir: str | Path, config: SpeechTrainConfi
         if p.voice_range is not None:
             cfg.model.voice = p.voice_range
         else:
-            logger.warning("%s has no voice_range; using the %r preset", data, cfg.model.voice.name)
+            from edgensd.speech.voice import estimate_voice_range, log_estimate
+
+            est = estimate_voice_range(p.trial_audio(int(i)) for i in trial_split(p)[0])
+            log_estimate(est, str(data))
+            cfg.model.voice = est.voice
+            out_dir.mkdir(parents=True, exist_ok=True)
+            (out_dir / "voice_estimate.json").write_text(json.dumps(est.to_dict(), indent=2) + "\n")
     elif p.voice_range is not None and not p.voice_range.same_as(cfg.model.voice):
         raise ValueError(f"{data} has a different voice_range from the checkpoint in {out_dir}")
     voice = cfg.model.voice
