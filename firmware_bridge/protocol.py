@@ -355,7 +355,8 @@ def encode_samples(ptype: PacketType, seq: int, timestamp_us: int, codes: np.nda
     if fmt == SampleFormat.FLOAT32:
         if not np.issubdtype(codes.dtype, np.floating) and not np.issubdtype(codes.dtype, np.integer):
             raise ProtocolError(f"FLOAT32 samples must be numeric, got dtype {codes.dtype}")
-        f = codes.astype(np.float32)
+        with np.errstate(over="ignore", invalid="ignore"):
+            f = codes.astype(np.float32)  # out-of-range values become inf and are refused below
         if not np.all(np.isfinite(f)):
             bad = np.argwhere(~np.isfinite(f))[0]
             raise ProtocolError(f"FLOAT32 samples must be finite; sample {bad[0]}, channel {bad[1]} is {f[tuple(bad)]}")
