@@ -763,6 +763,11 @@ class SequenceTracker:
         self._newest: int | None = None
         self._seen: dict[int, bool] = {}  # seq -> received, for the last `window` numbers up to newest
 
+    @property
+    def newest(self) -> int | None:
+        """The newest sequence number seen (None before the first)."""
+        return self._newest
+
     def update(self, seq: int) -> tuple[SeqEvent, int]:
         """Register one received sequence number.
 
