@@ -244,8 +244,14 @@ def test_c_framer_refuses_bad_input(cbin, text, message):
     assert proc.returncode == 1 and message in proc.stderr.decode() and proc.stdout == b""
 
 
+def test_c_tool_bench_parses_everything_it_framed(cbin):
+    out = _run([cbin["tool"], "bench", 5, 3, "int24", 2000]).stdout.decode()
+    size = 26 + 5 * 3 * 3  # 2000 packets fit the bench buffer once: all accepted, none lost
+    assert f"2000 packets of {size} bytes" in out and "(2000 packets accepted)" in out, out
+
+
 def test_c_tool_usage_errors(cbin):
-    for args in (["parse", "0"], ["parse", "16", "10"], ["nothing"]):
+    for args in (["parse", "0"], ["parse", "16", "10"], ["nothing"], ["bench", "0", "1", "int16", "5"]):
         proc = subprocess.run([cbin["tool"], *args], input=b"", capture_output=True, timeout=60)
         assert proc.returncode == 2 and proc.stderr
 

@@ -39,25 +39,30 @@ static int f32_finite(float f) { return ((f32_bits(f) >> 23) & 0xFFu) != 0xFFu; 
 
 static int f32_positive(float f) { return f32_finite(f) && f > 0.0f; }
 
-/* ---- checksums (bitwise: no tables, a few hundred bytes of code) ---- */
+/* ---- checksums: 16-entry (nibble) tables, 128 bytes of constants, two lookups per byte ---- */
+
+static const uint16_t crc16_nibble[16] = {0x0000u, 0x1021u, 0x2042u, 0x3063u, 0x4084u, 0x50A5u, 0x60C6u, 0x70E7u,
+                                          0x8108u, 0x9129u, 0xA14Au, 0xB16Bu, 0xC18Cu, 0xD1ADu, 0xE1CEu, 0xF1EFu};
+static const uint32_t crc32_nibble[16] = {0x00000000u, 0x1DB71064u, 0x3B6E20C8u, 0x26D930ACu, 0x76DC4190u, 0x6B6B51F4u,
+                                          0x4DB26158u, 0x5005713Cu, 0xEDB88320u, 0xF00F9344u, 0xD6D6A3E8u, 0xCB61B38Cu,
+                                          0x9B64C2B0u, 0x86D3D2D4u, 0xA00AE278u, 0xBDBDF21Cu};
 
 uint16_t edb_crc16(uint16_t crc, const uint8_t *data, size_t n) {
     size_t i;
-    int k;
     for (i = 0; i < n; i++) {
-        crc = (uint16_t)(crc ^ (data[i] << 8));
-        for (k = 0; k < 8; k++) crc = (uint16_t)((crc & 0x8000u) ? (((unsigned)crc << 1) ^ 0x1021u) : ((unsigned)crc << 1));
+        crc = (uint16_t)(((unsigned)crc << 4) ^ crc16_nibble[((unsigned)crc >> 12) ^ ((unsigned)data[i] >> 4)]);
+        crc = (uint16_t)(((unsigned)crc << 4) ^ crc16_nibble[((unsigned)crc >> 12) ^ ((unsigned)data[i] & 15u)]);
     }
     return crc;
 }
 
 uint32_t edb_crc32(uint32_t crc, const uint8_t *data, size_t n) {
     size_t i;
-    int k;
     crc = ~crc;
     for (i = 0; i < n; i++) {
         crc ^= data[i];
-        for (k = 0; k < 8; k++) crc = (crc & 1u) ? ((crc >> 1) ^ 0xEDB88320u) : (crc >> 1);
+        crc = (crc >> 4) ^ crc32_nibble[crc & 15u];
+        crc = (crc >> 4) ^ crc32_nibble[crc & 15u];
     }
     return ~crc;
 }

@@ -4,6 +4,8 @@
  *   edbridge_tool frame [FILE]          packets described as text (FILE or stdin) -> framed bytes on stdout
  *   edbridge_tool parse [CHUNK [CAP]]   bytes on stdin, fed CHUNK bytes at a time to a parser with a CAP-byte
  *                                       buffer -> one text block per accepted packet, then the counters
+ *   edbridge_tool bench NCH NSAMPLES FORMAT PACKETS
+ *                                       CPU time to frame and to parse PACKETS data packets (in memory)
  *
  * Text description of packets (whitespace-separated tokens; floats in any strtod form, hex floats exact):
  *   raw|hg SEQ TS FORMAT SCALE NCH NSAMPLES v[0] .. v[NCH*NSAMPLES-1]   (FORMAT int16|int24|float32)
@@ -16,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "edbridge.h"
 
@@ -207,6 +210,56 @@ static int parse(size_t chunk, size_t cap) {
     return 0;
 }
 
+static void count_packet(void *user, const edb_header *h, const uint8_t *payload, const uint8_t *packet,
+                         size_t len) {
+    (void)h;
+    (void)payload;
+    (void)packet;
+    *(size_t *)user += len;
+}
+
+static int bench(long nch, long ns, uint8_t fmt, long packets) {
+    static uint8_t stream[1 << 22];
+    size_t n = 0, fed = 0, parsed = 0, i, size;
+    long k, j, fit;
+    clock_t t0, t1, t2;
+    edb_parser p;
+    if (nch < 1 || ns < 1 || ns > 255 || nch * ns > (long)MAX_VALUES || !edb_sample_bytes(fmt) || packets < 1) {
+        fprintf(stderr, "bench: bad arguments\n");
+        return 2;
+    }
+    size = EDB_OVERHEAD_BYTES + (size_t)(nch * ns) * edb_sample_bytes(fmt);
+    fit = (long)(sizeof stream / size);
+    for (j = 0; j < nch * ns; j++) {
+        g_codes[j] = (int32_t)((j * 7919) % 60001) - 30000;
+        g_values[j] = (float)g_codes[j];
+    }
+    t0 = clock();
+    for (k = 0; k < packets; k++) { /* frames into the buffer, reusing it when full */
+        int32_t len;
+        if (k % fit == 0) n = 0;
+        len = fmt == EDB_FMT_FLOAT32
+                  ? edb_frame_floats(stream + n, sizeof stream - n, EDB_RAW, (uint16_t)k, (uint32_t)k, 1.0f,
+                                     (uint16_t)nch, (uint8_t)ns, g_values)
+                  : edb_frame_ints(stream + n, sizeof stream - n, EDB_RAW, (uint16_t)k, (uint32_t)k, fmt, 0.195f,
+                                   (uint16_t)nch, (uint8_t)ns, g_codes);
+        if (len < 0) return 1;
+        n += (size_t)len;
+    }
+    n = (size_t)(packets < fit ? packets : fit) * size;
+    t1 = clock();
+    edb_parser_init(&p, g_parse_buf, sizeof g_parse_buf);
+    while (fed < (size_t)packets * size) { /* parses the buffer again until as many packets were fed */
+        for (i = 0; i < n; i += 4096) edb_parser_feed(&p, stream + i, n - i < 4096 ? n - i : 4096, count_packet, &parsed);
+        fed += n;
+    }
+    t2 = clock();
+    printf("bench: %ld packets of %lu bytes: frame %.1f MB/s, parse %.1f MB/s (%lu packets accepted)\n", packets,
+           (unsigned long)size, (double)packets * (double)size / ((double)(t1 - t0) / CLOCKS_PER_SEC) / 1e6,
+           (double)fed / ((double)(t2 - t1) / CLOCKS_PER_SEC) / 1e6, (unsigned long)p.counters.packets_ok);
+    return parsed == fed ? 0 : 1;
+}
+
 int main(int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], "frame")) {
         FILE *in = stdin;
@@ -224,6 +277,18 @@ int main(int argc, char **argv) {
         size_t cap = argc >= 4 ? (size_t)strtoul(argv[3], NULL, 10) : sizeof g_parse_buf;
         return parse(chunk, cap);
     }
-    fprintf(stderr, "usage: %s frame [FILE] | parse [CHUNK [CAP]]\n", argv[0]);
+    if (argc >= 6 && !strcmp(argv[1], "bench")) {
+        FILE *f = tmpfile();
+        uint8_t fmt = 0;
+        int rc;
+        if (!f) return 2;
+        fputs(argv[4], f);
+        rewind(f);
+        rc = read_format(f, &fmt);
+        fclose(f);
+        if (!rc) return 2;
+        return bench(strtol(argv[2], NULL, 10), strtol(argv[3], NULL, 10), fmt, strtol(argv[5], NULL, 10));
+    }
+    fprintf(stderr, "usage: %s frame [FILE] | parse [CHUNK [CAP]] | bench NCH NSAMPLES FORMAT PACKETS\n", argv[0]);
     return 2;
 }
