@@ -188,6 +188,20 @@ def test_c_fuzz_driver_catches_a_parser_that_skips_the_crc(tmp_path):
     assert proc.returncode == 1 and "FAIL: accepted a packet that was not sent" in proc.stdout
 
 
+def test_c_core_has_no_allocation_and_no_static_state(tmp_path):
+    """edbridge.c links against nothing but memcpy/memmove/memset (no malloc, no stdio, no libm) and holds no
+    writable static data: the parser's state and buffer are the caller's."""
+    cc, nm = shutil.which(os.environ.get("CC", "gcc")), shutil.which("nm")
+    assert cc is not None and nm is not None, "gcc and nm (binutils) are needed"
+    obj = tmp_path / "edbridge.o"
+    _run([cc, *_flags()["STRICT"], "-Os", "-c", C_DIR / "edbridge.c", "-o", obj])
+    undefined = set(_run([nm, "-u", obj]).stdout.decode().split()) - {"U"}
+    assert undefined <= {"memcpy", "memmove", "memset"}, undefined
+    symbols = [line.split() for line in _run([nm, obj]).stdout.decode().splitlines()]
+    writable = [s for s in symbols if len(s) == 3 and s[1] in "bBdDcC"]
+    assert writable == [], writable
+
+
 # ---- cross-language ------------------------------------------------------------------------------------------
 
 
@@ -279,7 +293,8 @@ def mutated_streams(draw) -> bytes:
     return bytes(data)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=40, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(data=st.one_of(st.binary(max_size=3000), mutated_streams()), chunk=st.integers(1, 300))
 def test_c_and_python_parsers_agree_on_any_bytes(cbin, data, chunk):
     c_packets, c_counters = c_parse(cbin["tool"], data, chunk, 26 + 2048)

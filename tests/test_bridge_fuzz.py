@@ -13,7 +13,7 @@ from edgensd.firmware_bridge.protocol import Command, Control, DeviceInfo, Heart
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-FUZZ = settings(max_examples=150, deadline=timedelta(seconds=2),
+FUZZ = settings(max_examples=150, deadline=timedelta(seconds=2), database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 FORMATS = [SampleFormat.INT16, SampleFormat.INT24, SampleFormat.FLOAT32]
 

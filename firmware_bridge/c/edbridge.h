@@ -118,6 +118,7 @@ void edb_decode_heartbeat(const uint8_t *payload, edb_heartbeat *hb);
 int edb_decode_control(const uint8_t *payload, edb_control *ctrl);
 
 /* ---- incremental parser ---- */
+/* Counters are uint32 and wrap modulo 2^32 (bytes after 4 GiB, about 70 minutes at 1 MB/s). */
 typedef struct {
     uint32_t bytes;               /* bytes fed */
     uint32_t packets_ok;          /* packets delivered */
