@@ -329,6 +329,7 @@ class SimulatorLink:
         self._drop_connection = threading.Event()
         self._lock = threading.Lock()
         self.connections = 0
+        self.started_at: float | None = None  # time.monotonic() at device time 0
         self._parser = P.StreamParser(max_payload=P.CONTROL_PAYLOAD_BYTES)
         if transport == "socket":
             self._server = socket.create_server((host, 0))
@@ -420,7 +421,7 @@ class SimulatorLink:
 
     def _run(self) -> None:
         conn = None if self.transport == "socket" else True
-        start = time.monotonic()
+        start = self.started_at = time.monotonic()
         for t_dev, seq, wire in self.device.packets():
             while not self._stop.is_set():  # wait for the packet's time
                 now = time.monotonic()

@@ -235,6 +235,10 @@ def test_reader_over_pty():
         blocks = collect(r, lambda bl: len(bl) >= 40)
         assert r.device_info is not None and r.device_info.n_channels == 8
     assert len(blocks) >= 40 and all(b.kind == RAW and b.values.shape == (8, 8) for b in blocks)
+    # a block is available after the device's clock reached its first sample (pacing is real time / 4)
+    for b in blocks:
+        due = link.started_at + b.device_time_us[0] / 1e6 / 4.0
+        assert b.host_time_s[0] >= due - 0.002
 
 
 def test_reader_keeps_retrying_an_absent_port():
