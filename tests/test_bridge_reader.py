@@ -215,6 +215,19 @@ def test_reader_over_socket_reconnects_and_watchdog():
     assert all(np.all(b.host_time_s > 0) for b in blocks)
 
 
+def test_reader_reconnects_on_stall_when_asked():
+    sim = DeviceSimulator(SimulatorConfig(n_channels=4, seed=8))
+    with SimulatorLink(sim, "socket", speed=2.0) as link:
+        cfg = ReaderConfig(url=link.url, stall_timeout_s=0.2, reconnect_on_stall=True, reconnect_delay_s=0.05)
+        with SerialReader(cfg) as r:
+            assert wait_for(lambda: r.counters.packets > 20)
+            link.pause(0.5)
+            assert wait_for(lambda: r.counters.stalls >= 1 and r.counters.reconnects >= 1)
+            before = r.counters.packets
+            assert wait_for(lambda: r.counters.packets > before + 20)  # data flows on the new connection
+            assert link.connections >= 2 and r.counters.disconnects >= 1
+
+
 def test_reader_queue_overflow_never_blocks_the_reader():
     sim = DeviceSimulator(SimulatorConfig(n_channels=4, seed=2))
     stream = sim.stream_bytes(2.0)
