@@ -400,8 +400,9 @@ def test_sequence_tracker_window_and_bad_arguments():
         SequenceTracker(window=40000, max_gap=40000)
 
 
-def test_protocol_imports_without_torch():
+def test_bridge_imports_without_torch():
     code = ("import sys; sys.modules['torch'] = None\n"
+            "import edgensd.firmware_bridge.reader, edgensd.firmware_bridge.simulator\n"
             "import edgensd.firmware_bridge.protocol as p; print(p.VERSION)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "1", out.stderr
