@@ -228,6 +228,7 @@ def onnx_int8(fp32: bytes, calib_samples: Sequence[Sequence[np.ndarray]], per_ch
             )
         q = onnx.load(dst)
     specs = _int8_io(q, x_spec, y_spec, s_in, s_out, io_q)
+    _compact(q)
     _set_metadata(q, SPECS_METADATA_KEY, _spec_json(*specs))
     onnx.checker.check_model(q)
     data = q.SerializeToString()
@@ -376,6 +377,57 @@ def _int8_io(model, x_spec, y_spec, s_in, s_out, io_q):
                              f"and {b.scale}/{b.zero_point} out; int8 state could not feed back")
     _reorder(g)
     return new_in[0], new_out[0], new_in[1:], new_out[1:]
+
+
+def _compact(model) -> None:
+    """Shrink the file without changing what it computes: all-zero zero points of constants left out (0 is
+    the default), identical constants stored once, internal tensors renamed ``t<k>`` (the QDQ pass names them
+    after their whole path), node names and doc strings dropped. Graph inputs and outputs keep their names."""
+    from onnx import numpy_helper
+
+    g = model.graph
+    keep = {i.name for i in g.input} | {o.name for o in g.output}
+    consts = {i.name: i for i in g.initializer}
+    for n in g.node:  # a constant's all-zero zero point (symmetric weights, int32 biases) is the default
+        if n.op_type == "DequantizeLinear" and n.input[0] in consts and len(n.input) == 3 and n.input[2] in consts:
+            if not numpy_helper.to_array(consts[n.input[2]]).any():
+                del n.input[2]
+    used = {i for n in g.node for i in n.input}
+    kept = [i for i in g.initializer if i.name in used]
+    del g.initializer[:]
+    g.initializer.extend(kept)
+    seen: dict[tuple, str] = {}
+    alias: dict[str, str] = {}
+    unique = []
+    for init in g.initializer:
+        key = (init.data_type, tuple(init.dims), init.SerializeToString().replace(init.name.encode(), b""))
+        if key in seen and init.name not in keep:
+            alias[init.name] = seen[key]
+        else:
+            seen[key] = init.name
+            unique.append(init)
+    names: dict[str, str] = {}
+
+    def short(name: str) -> str:
+        name = alias.get(name, name)
+        if not name or name in keep:
+            return name
+        if name not in names:
+            names[name] = f"t{len(names)}"
+        return names[name]
+
+    for init in unique:
+        init.name = short(init.name)
+    del g.initializer[:]
+    g.initializer.extend(unique)
+    for n in g.node:
+        n.name, n.doc_string = "", ""
+        for k, v in enumerate(n.input):
+            n.input[k] = short(v)
+        for k, v in enumerate(n.output):
+            n.output[k] = short(v)
+    del g.value_info[:]
+    model.doc_string = ""
 
 
 def _reorder(graph) -> None:
