@@ -36,3 +36,14 @@ def trained_edge(tmp_path_factory) -> Path:
     assert rc == 0
     _BUILT["edge"] = d
     return d
+
+
+def edge_bundle(tmp_path_factory) -> Path:
+    """:func:`trained_edge`'s folder, with ``bundle_cli/`` exported from ``edge/`` through the CLI (fp32 + int8)."""
+    from edgensd.cli.main import main
+
+    d = trained_edge(tmp_path_factory)
+    out = d / "bundle_cli"
+    if not out.exists():
+        assert main(["export", "bundle", "-q", "--model", str(d / "edge"), "--out", str(out)]) == 0
+    return d

@@ -18,7 +18,7 @@ from edgensd.export import bundle as bundle_mod
 from edgensd.export.bundle import BundleConfig, write_bundle
 from edgensd.export.calibrate import calibrate
 from edgensd.export.onnx_export import read_specs
-from export_setup import trained_edge
+from export_setup import edge_bundle
 
 from edgensd.cli.main import main
 from edgensd.data.participant import load_participant, trial_split
@@ -35,11 +35,7 @@ torch.set_num_threads(1)
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     """The trained model and its bundle, exported through the CLI."""
-    d = trained_edge(tmp_path_factory)
-    out = d / "bundle_cli"
-    if not out.exists():
-        assert main(["export", "bundle", "-q", "--model", str(d / "edge"), "--out", str(out)]) == 0
-    return d
+    return edge_bundle(tmp_path_factory)
 
 
 def _model_dir(setup, dst, decoder, **train_kw):

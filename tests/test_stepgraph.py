@@ -2,9 +2,9 @@
 
 import pytest
 import torch
+from edgensd.export.stepgraph import ExplicitLSTMStep, step_example_inputs, step_module
 
 from edgensd.decoders import get_decoder
-from edgensd.export.stepgraph import ExplicitLSTMStep, step_example_inputs, step_module
 
 CASES = [
     ("edge", {}),
