@@ -320,8 +320,12 @@ def test_pipeline_look_ahead_and_bad_frames(setup, tmp_path):
     torch.manual_seed(1)
     dec = get_decoder("edge", n_electrodes=64, lookahead_frames=2, channels=8, dilations=(1,), gru_hidden=8).eval()
     md = _model_dir(setup, tmp_path / "la", dec)
-    out = write_bundle(md, tmp_path / "b", BundleConfig(quantize="none"))
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "old.txt").write_text("replaced only once the new bundle is complete")
+    out = write_bundle(md, tmp_path / "b", BundleConfig(quantize="none"), overwrite=True)
     b = load_bundle(out)
+    assert not (out / "old.txt").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["b", "la"]
+    assert [m.file for m in b.models] == ["decoder_fp32.onnx"] and b.manifest["calibration"] is None
     assert b.lookahead_frames == 2 and b.manifest["lookahead_frames"]["measured"] == 2
     x = load_participant(setup / "p.h5").ecog[:80]
     with torch.no_grad():
