@@ -1,0 +1,72 @@
+"""The runtime is torch-free: a whole ``edgensd decode`` runs in a Python where ``import torch`` fails."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from export_setup import edge_bundle
+
+BLOCKER = textwrap.dedent('''
+    import sys
+
+    class _NoTorch:
+        """Meta-path finder that refuses torch, as on a device without it."""
+
+        def find_spec(self, name, path=None, target=None):
+            if name == "torch" or name.startswith("torch."):
+                raise ImportError(f"torch is blocked in this test (import of {name!r})")
+            return None
+
+    sys.meta_path.insert(0, _NoTorch())
+''')
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    return edge_bundle(tmp_path_factory)
+
+
+def _run(tmp_path, code_or_args, module=False):
+    site = tmp_path / "site"
+    site.mkdir(exist_ok=True)
+    (site / "sitecustomize.py").write_text(BLOCKER)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
+               OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", *code_or_args] if module else [sys.executable, "-c", code_or_args]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_blocker_blocks_torch(tmp_path):
+    r = _run(tmp_path, "import torch")
+    assert r.returncode != 0 and "torch is blocked in this test" in r.stderr
+
+
+@pytest.mark.parametrize("precision", ["int8", "fp32"])
+def test_decode_runs_without_torch(setup, tmp_path, precision):
+    out = tmp_path / "dec"
+    r = _run(tmp_path, ["edgensd.cli.main", "decode", "-q", "--bundle", str(setup / "bundle_cli"), "--data",
+                        str(setup / "p.h5"), "--out", str(out), "--precision", precision, "--max-wavs", "1"],
+             module=True)
+    assert r.returncode == 0, r.stderr
+    res = json.loads((out / "decode.json").read_text())
+    assert res["precision"] == precision and res["n_trials"] >= 1
+    assert any(p.suffix == ".wav" for p in out.iterdir()) and any(p.suffix == ".png" for p in out.iterdir())
+    # the same figure as the decode with torch installed
+    ref = tmp_path / "ref"
+    from edgensd.runtime.decode import decode_file
+
+    want = decode_file(setup / "bundle_cli", setup / "p.h5", ref, precision=precision, plots=False, max_wavs=0)
+    assert [t["pcc"] for t in res["per_trial"]] == [t["pcc"] for t in want["per_trial"]]
+
+
+def test_runtime_modules_import_without_torch(tmp_path):
+    code = ("import sys, edgensd.runtime.bundle, edgensd.runtime.pipeline, edgensd.runtime.backend_onnx, "
+            "edgensd.runtime.decode, edgensd.runtime.segments, edgensd.csynth; "
+            "assert 'torch' not in sys.modules; print('ok')")
+    r = _run(tmp_path, code)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
