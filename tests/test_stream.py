@@ -166,3 +166,21 @@ def test_stream_command_line(streaming_bundle, tmp_path):
     assert "s decoded (125 frames, frames mode)" in res.stdout and "p99" in res.stdout
     s = json.loads((tmp_path / "s.json").read_text())
     assert s["frames_out"] == 125 and s["config"]["precision"] == "fp32"
+
+
+def test_live_demo_streams_a_session_end_to_end(streaming_bundle, tmp_path):
+    from edgensd.demo import run_live_demo
+
+    res = run_live_demo(tmp_path / "demo", bundle=streaming_bundle / "bundle", session=streaming_bundle / "p.h5",
+                        speed=4.0)
+    p = load_participant(streaming_bundle / "p.h5")
+    assert res["frames_out"] == p.n_frames and res["gap_frames"] == 0 and res["lost_packets"] == 0
+    assert res["device_lost_before_connect"] == 0  # the device starts once the host has the port open
+    assert len(res["trials"]) == p.n_trials and -1 <= res["pcc_mean"] <= 1
+    for f in ("decoded.wav", "original.wav", "spectrograms.png", "stream.json", "demo.json"):
+        assert (tmp_path / "demo" / f).is_file()
+    import soundfile as sf
+
+    assert sf.info(tmp_path / "demo" / "decoded.wav").frames == p.n_frames * 128
+    with pytest.raises(FileNotFoundError, match="live demo's bundle is missing"):
+        run_live_demo(tmp_path / "x", bundle=tmp_path / "nope", session=streaming_bundle / "p.h5")

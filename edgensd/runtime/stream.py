@@ -77,7 +77,7 @@ class StreamConfig(Config):
     duration_s: float | None = None
     idle_exit_s: float | None = 3.0
     connect_timeout_s: float = 10.0
-    stall_timeout_s: float = 0.5
+    stall_timeout_s: float = 1.0
     gap_policy: str = "hold"
     fixed_point: bool = False
     seed: int = 0
@@ -128,7 +128,7 @@ def _features_for_raw(bundle, info, allow_mismatch: bool):
 def run_stream(port: str, bundle_path: str | os.PathLike, config: StreamConfig | None = None, *,
                wav: str | os.PathLike | None = None, record: str | os.PathLike | None = None,
                json_path: str | os.PathLike | None = None, status: bool | None = None,
-               stop_event=None, on_frame=None) -> dict:
+               stop_event=None, on_frame=None, on_connected=None) -> dict:
     """Decode a live device stream into audio.
 
     Parameters
@@ -152,6 +152,9 @@ def run_stream(port: str, bundle_path: str | os.PathLike, config: StreamConfig |
         Called per output frame as ``on_frame(device_time_us, features, raw_params, audio, filled)``: the
         device time of the packet sample that completed the frame (µs), the decoder's input (n_electrodes,),
         its raw output (18,), the 128 audio samples and whether the frame came from a gap fill.
+    on_connected : callable, optional
+        Called once, without arguments, when the port is open (e.g. to start a simulated device, so that it
+        streams from its first sample).
 
     Returns
     -------
@@ -187,6 +190,10 @@ def run_stream(port: str, bundle_path: str | os.PathLike, config: StreamConfig |
     blind_since = None
     reader.start()
     try:
+        if on_connected is not None:
+            if not reader.wait_connected(cfg.connect_timeout_s):
+                raise TimeoutError(f"could not open {port} within {cfg.connect_timeout_s:g} s")
+            on_connected()
         while True:
             if stop_event is not None and stop_event.is_set():
                 state["stop_reason"] = "stopped"
