@@ -39,22 +39,31 @@ def torch_stream(step, ex, frames) -> np.ndarray:
     return np.asarray(out)
 
 
-@pytest.fixture(scope="module")
+_BUILT: dict = {}
+
+
+def build_models(tmp_path_factory) -> dict:
+    """Per arch: the torch step graph, its example inputs, and the fp32 / int8 models (bytes and paths).
+
+    Built once per session and shared with tests/test_runtime_tflite.py (conversion is the slow part)."""
+    if not _BUILT:
+        d = tmp_path_factory.mktemp("litert")
+        for arch, kw in ARCHS.items():
+            torch.manual_seed(0)
+            dec = get_decoder(arch, n_electrodes=N_EL, causal=True, **kw).eval()
+            step, ex = step_module(dec), step_example_inputs(dec)
+            fp32 = convert_fp32(step, ex)
+            int8 = quantize_int8(fp32, step_samples(step, ex, random_walk(200, N_EL, seed=1)))
+            (d / f"{arch}_fp32.tflite").write_bytes(fp32)
+            (d / f"{arch}_int8.tflite").write_bytes(int8)
+            _BUILT[arch] = {"decoder": dec, "step": step, "ex": ex, "fp32": fp32, "int8": int8,
+                            "fp32_path": d / f"{arch}_fp32.tflite", "int8_path": d / f"{arch}_int8.tflite"}
+    return _BUILT
+
+
+@pytest.fixture(scope="session")
 def models(tmp_path_factory):
-    """Per arch: the torch step graph, its example inputs, and the fp32 / int8 models (bytes and paths)."""
-    out = {}
-    d = tmp_path_factory.mktemp("litert")
-    for arch, kw in ARCHS.items():
-        torch.manual_seed(0)
-        dec = get_decoder(arch, n_electrodes=N_EL, causal=True, **kw).eval()
-        step, ex = step_module(dec), step_example_inputs(dec)
-        fp32 = convert_fp32(step, ex)
-        int8 = quantize_int8(fp32, step_samples(step, ex, random_walk(200, N_EL, seed=1)))
-        (d / f"{arch}_fp32.tflite").write_bytes(fp32)
-        (d / f"{arch}_int8.tflite").write_bytes(int8)
-        out[arch] = {"decoder": dec, "step": step, "ex": ex, "fp32": fp32, "int8": int8,
-                     "fp32_path": d / f"{arch}_fp32.tflite", "int8_path": d / f"{arch}_int8.tflite"}
-    return out
+    return build_models(tmp_path_factory)
 
 
 @pytest.mark.parametrize("arch", list(ARCHS))

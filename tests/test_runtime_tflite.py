@@ -13,16 +13,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 from edgensd.export.litert import convert_fp32, quantize_int8, step_samples
-from edgensd.export.stepgraph import step_example_inputs, step_module
 from edgensd.export.tflm import arena_size
+
+# The decoder models are built once per session for both test modules (pytest puts tests/ on sys.path).
+from test_export_litert import N_EL, build_models, random_walk
 from torch import nn
 
-from edgensd.decoders import get_decoder
 from edgensd.runtime.backend import BackendUnavailable, StepBackend, quantize
 from edgensd.runtime.backend_tflite import TFLiteBackend, read_step_io, step_io_from_interpreter
 from edgensd.runtime.backend_tflm import TFLMBackend
-
-N_EL = 16
 
 
 class GoldenStep(nn.Module):
@@ -179,23 +178,13 @@ def test_bad_arguments_and_inputs_are_named(golden_paths):
 
 
 def _frames(n: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    x = np.cumsum(rng.normal(0.0, 0.3, (n, N_EL)), axis=0)
-    return ((x - x.mean(0)) / x.std(0)).astype(np.float32)
+    return random_walk(n, N_EL, seed)
 
 
 @pytest.fixture(scope="module")
 def int8_models(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tflm")
-    out = {}
-    for arch, kw in {"edge": {}, "lstm": {"hidden_size": 32}}.items():
-        torch.manual_seed(0)
-        dec = get_decoder(arch, n_electrodes=N_EL, causal=True, **kw).eval()
-        step, ex = step_module(dec), step_example_inputs(dec)
-        int8 = quantize_int8(convert_fp32(step, ex), step_samples(step, ex, _frames(200, seed=1)))
-        (d / f"{arch}.tflite").write_bytes(int8)
-        out[arch] = d / f"{arch}.tflite"
-    return out
+    """The int8 edge and lstm models of tests/test_export_litert.py (calibrated on random_walk(200, seed=1))."""
+    return {arch: m["int8_path"] for arch, m in build_models(tmp_path_factory).items()}
 
 
 # TFLite Micro's kernels derive from TFLite's reference kernels; LiteRT's optimized builtin and XNNPACK
