@@ -8,7 +8,8 @@ weights: the figures describe the export path, not a trained model) it measures:
 * LiteRT fp32 vs the torch step graph, max |diff| in raw parameter units over a closed-loop stream;
 * LiteRT int8 vs the torch step graph (float), max |diff| in raw parameter units and in output LSBs,
   calibrated on the first ``--calib`` frames and measured on all ``--frames`` (the last ones unseen);
-* TFLite Micro int8 vs LiteRT int8: open loop (same input and state each frame) and closed loop, in LSBs;
+* TFLite Micro int8 vs LiteRT int8 (builtin and reference kernels): open loop (same input and state each
+  frame; max over y, then over the states) and closed loop (y), in LSBs;
 * LiteRT int8 with the XNNPACK delegate vs its builtin kernels (closed loop, LSBs);
 * per-frame step time (``StepBackend.step``: quantize, invoke, dequantize) of each backend, and of the
   torch step graph, median over the stream after a warm-up.
@@ -88,14 +89,21 @@ def measure(arch: str, n_el: int, n_frames: int, n_calib: int, out_dir: Path, se
     y32, y8, ym = lite32.run(frames), lite8.run(frames), tflm8.run(frames)
     lsb = lite8.y_spec.scale
 
-    open_loop = 0
-    st = lite8.zero_state()
-    for f in frames:
-        xq = quantize(f[None], lite8.x_spec)
-        ya, st_next = lite8.run_raw(xq, st)
-        yb, _ = tflm8.run_raw(xq, st)
-        open_loop = max(open_loop, int(np.abs(ya.astype(int) - yb.astype(int)).max()))
-        st = st_next
+    lite8r = TFLiteBackend(p8, kernels="reference")
+    open_loop = {}
+    for name, lite in (("builtin", lite8), ("reference", lite8r)):
+        worst = [0, 0]
+        st = lite.zero_state()
+        for f in frames:
+            xq = quantize(f[None], lite.x_spec)
+            ya, st_next = lite.run_raw(xq, st)
+            yb, sb = tflm8.run_raw(xq, st)
+            worst[0] = max(worst[0], int(np.abs(ya.astype(int) - yb.astype(int)).max()))
+            for p, q in zip(st_next, sb, strict=True):
+                worst[1] = max(worst[1], int(np.abs(p.astype(int) - q.astype(int)).max()))
+            st = st_next
+        open_loop[name] = worst
+    yr = lite8r.run(frames)
 
     torch_state = [list(ex[1:])]
 
@@ -107,7 +115,8 @@ def measure(arch: str, n_el: int, n_frames: int, n_calib: int, out_dir: Path, se
     lite8x = TFLiteBackend(p8, kernels="xnnpack")
     xnn_vs_builtin = float(np.abs(lite8x.run(frames) - y8).max() / lsb)
     for name, fn in [("torch", torch_step), ("tflite_fp32", lite32.step), ("tflite_int8", lite8.step),
-                     ("tflite_int8_xnnpack", lite8x.step), ("tflm_int8", tflm8.step)]:
+                     ("tflite_int8_reference", lite8r.step), ("tflite_int8_xnnpack", lite8x.step),
+                     ("tflm_int8", tflm8.step)]:
         times[name] = timed_steps(fn, frames)
     return {
         "arch": arch,
@@ -122,9 +131,11 @@ def measure(arch: str, n_el: int, n_frames: int, n_calib: int, out_dir: Path, se
         "y_lsb": lsb,
         "y_range": [float(ref.min()), float(ref.max())],
         "int8_vs_float_max_lsb": float(np.abs(y8 - ref).max() / lsb),
-        "tflm_vs_litert_open_loop_max_lsb": open_loop,
+        "tflm_vs_litert_builtin_open_loop_max_lsb_y_state": open_loop["builtin"],
+        "tflm_vs_litert_reference_open_loop_max_lsb_y_state": open_loop["reference"],
         "xnnpack_vs_builtin_closed_loop_max_lsb": xnn_vs_builtin,
-        "tflm_vs_litert_closed_loop_max_lsb": float(np.round(np.abs(ym - y8).max() / lsb, 3)),
+        "tflm_vs_litert_builtin_closed_loop_max_lsb": float(np.round(np.abs(ym - y8).max() / lsb, 3)),
+        "tflm_vs_litert_reference_closed_loop_max_lsb": float(np.round(np.abs(ym - yr).max() / lsb, 3)),
         "step_us": {k: v * 1e6 for k, v in times.items()},
         "convert_s": t_convert,
         "quantize_s": t_quant,

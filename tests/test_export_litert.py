@@ -252,3 +252,21 @@ def test_c_header_rejects_bad_arguments(tmp_path):
         write_c_header(b"\x00", tmp_path / "m.h", "m", 0)
     with pytest.raises(ValueError, match="model_bytes is empty"):
         write_c_header(b"", tmp_path / "m.h", "m", 16)
+
+
+def test_convert_and_read_reject_what_they_cannot_map(models):
+    m = models["lstm"]
+    with pytest.raises(ValueError, match=r"example_inputs must be a tuple of tensors \(x_t, \*state\)"):
+        convert_fp32(m["step"], list(m["ex"]))
+    from ai_edge_litert import schema_py_generated as fb
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = fb.ModelT.InitFromPackedBuf(m["fp32"], 0)
+    model.signatureDefs = None
+    no_sig = bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+    with pytest.raises(ValueError, match="exactly one signature .* found 0"):
+        io_specs(no_sig)
+    model = fb.ModelT.InitFromPackedBuf(m["fp32"], 0)
+    model.signatureDefs[0].inputs[1].name = b"state"
+    with pytest.raises(ValueError, match=r"signature input 'state' is not named"):
+        io_specs(bytes(flatbuffer_utils.convert_object_to_bytearray(model)))
