@@ -211,20 +211,17 @@ def _inline_buffers(content: bytes) -> bytes:
 _SAME_SCALE_OPS = ("SLICE", "STRIDED_SLICE", "RESHAPE", "SQUEEZE", "TRANSPOSE", "GATHER")
 
 
-def _unify_state_scales(content: bytes, rel_tol: float = 1e-5) -> bytes:
-    """Give each state input the exact scale of its output where the two differ by float rounding only.
+def _set_state_input_scale(content: bytes, k: int, scale: float) -> bytes:
+    """Set state ``k``'s input scale, and that of every tensor inheriting it through a same-scale op, in place.
 
-    The quantizer derives some scales through the ops that produce them, so a state's input and output
-    scales, computed from the same range, can differ in the last bit of float32. The input's scale, and
-    that of every tensor that inherits it through a same-scale op (slice, reshape, ... which XNNPACK
-    requires to keep their input's scale exactly), is overwritten in place in the flatbuffer with the
-    output's; a real mismatch is left for the caller's check.
+    The tensors are the state input and, recursively, the outputs of the slice/reshape/... ops it feeds
+    that carry exactly its scale and zero point (XNNPACK requires such ops to keep their input's scale).
     """
     fb = tflite_schema()
     io = read_step_io(content)
     m = fb.ModelT.InitFromPackedBuf(bytes(content), 0)
-    sg = m.subgraphs[0]
-    op_names = {v: k for k, v in vars(fb.BuiltinOperator).items() if not k.startswith("_")}
+    sg = m.subgraphs[_sig_subgraph(m)]
+    op_names = {v: n for n, v in vars(fb.BuiltinOperator).items() if not n.startswith("_")}
     consumers: dict[int, list] = {}
     for op in sg.operators:
         for i in op.inputs:
@@ -236,30 +233,47 @@ def _unify_state_scales(content: bytes, rel_tol: float = 1e-5) -> bytes:
             return None
         return np.float32(q.scale[0]), int(q.zeroPoint[0])
 
+    first = io.input_tensors[1 + k]
+    old = qparams(first)
+    todo, patch = [first], set()
+    while todo:
+        t = todo.pop()
+        if t in patch:
+            continue
+        patch.add(t)
+        for op in consumers.get(t, []):
+            oc = m.operatorCodes[op.opcodeIndex]
+            if op_names.get(max(oc.builtinCode, oc.deprecatedBuiltinCode)) in _SAME_SCALE_OPS:
+                todo.extend(int(o) for o in op.outputs if qparams(int(o)) == old)
     buf = bytearray(content)
-    root = fb.Model.GetRootAs(buf, 0).Subgraphs(0)
-    for a, b, ti in zip(io.states_in, io.states_out, io.input_tensors[1:], strict=True):
+    root = fb.Model.GetRootAs(buf, 0).Subgraphs(_sig_subgraph(m))
+    for t in sorted(patch):
+        q = root.Tensors(t).Quantization()
+        struct.pack_into("<f", buf, q._tab.Vector(q._tab.Offset(8)), scale)  # QuantizationParameters.scale
+    logger.debug("state %d: scale %.9g -> %.9g on %d tensors", k, old[0], scale, len(patch))
+    return bytes(buf)
+
+
+def _sig_subgraph(m) -> int:
+    """Index of the subgraph the (single) signature runs."""
+    return int(m.signatureDefs[0].subgraphIndex)
+
+
+def _unify_state_scales(content: bytes, rel_tol: float = 1e-5) -> bytes:
+    """Give each state input the exact scale of its output where the two differ by float rounding only.
+
+    The quantizer derives some scales through the ops that produce them, so a state's input and output
+    scales, computed from the same range, can differ in the last bit of float32 (seen on the default-size
+    decoders). The input side takes the output's scale (:func:`_set_state_input_scale`); a real mismatch
+    is left for the caller's check.
+    """
+    io = read_step_io(content)
+    for k, (a, b) in enumerate(zip(io.states_in, io.states_out, strict=True)):
         if a.dtype != "int8" or a.scale == b.scale or a.zero_point != b.zero_point:
             continue
-        if abs(a.scale - b.scale) > rel_tol * abs(b.scale):
-            continue
-        old = qparams(ti)
-        todo, patch = [ti], set()
-        while todo:
-            t = todo.pop()
-            if t in patch:
-                continue
-            patch.add(t)
-            for op in consumers.get(t, []):
-                oc = m.operatorCodes[op.opcodeIndex]
-                if op_names.get(max(oc.builtinCode, oc.deprecatedBuiltinCode)) not in _SAME_SCALE_OPS:
-                    continue
-                todo.extend(int(o) for o in op.outputs if qparams(int(o)) == old)
-        for t in sorted(patch):
-            q = root.Tensors(t).Quantization()
-            struct.pack_into("<f", buf, q._tab.Vector(q._tab.Offset(8)), b.scale)  # field 2: scale vector
-        logger.debug("state %s: scale %.9g -> %.9g (output's) on %d tensors", a.name, a.scale, b.scale, len(patch))
-    return bytes(buf)
+        if abs(a.scale - b.scale) <= rel_tol * abs(b.scale):
+            content = _set_state_input_scale(content, k, b.scale)
+    return content
 
 
 def float_ops(model_bytes: bytes) -> list[str]:

@@ -270,3 +270,25 @@ def test_convert_and_read_reject_what_they_cannot_map(models):
     model.signatureDefs[0].inputs[1].name = b"state"
     with pytest.raises(ValueError, match=r"signature input 'state' is not named"):
         io_specs(bytes(flatbuffer_utils.convert_object_to_bytearray(model)))
+
+
+@pytest.mark.parametrize("arch", list(ARCHS))
+def test_state_scales_that_differ_by_float_rounding_are_unified(models, tmp_path, arch):
+    # On the default-size decoders the quantizer gave a state's input and output scales one float32 ulp
+    # apart; emulate that on state 0 and check the repair restores the exact model behaviour.
+    from edgensd.export import litert
+
+    int8 = models[arch]["int8"]
+    _, _, s_in, _ = io_specs(int8)
+    bumped = float(np.nextafter(np.float32(s_in[0].scale), np.float32(np.inf)))
+    off = litert._set_state_input_scale(int8, 0, bumped)
+    _, _, s_off, s_out = io_specs(off)
+    assert s_off[0].scale == bumped != s_out[0].scale
+    fixed = litert._unify_state_scales(off)
+    assert io_specs(fixed) == io_specs(int8)
+    frames = random_walk(30, N_EL, seed=8)
+    (tmp_path / "a.tflite").write_bytes(int8)
+    (tmp_path / "b.tflite").write_bytes(fixed)
+    for kernels in ("reference", "xnnpack"):  # XNNPACK refuses a slice whose scale differs from its input's
+        ref = TFLiteBackend(tmp_path / "a.tflite", kernels=kernels).run(frames)
+        np.testing.assert_array_equal(TFLiteBackend(tmp_path / "b.tflite", kernels=kernels).run(frames), ref)
