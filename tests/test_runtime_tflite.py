@@ -217,13 +217,14 @@ def test_tflm_matches_litert_int8_open_loop(int8_models, arch):
 
 
 @pytest.mark.filterwarnings("ignore:Warning. Enabling `experimental_preserve_all_tensors`:UserWarning")
-def test_tflm_and_litert_ops_round_apart_by_at_most_one_lsb(int8_models):
+@pytest.mark.parametrize("arch", ["edge", "lstm"])
+def test_tflm_and_litert_ops_round_apart_by_at_most_one_lsb(int8_models, arch):
     # Every op's output compared where both runtimes gave that op identical inputs (intermediates kept).
     from ai_edge_litert import schema_py_generated as fb
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
     from tflite_micro.python.tflite_micro import runtime
 
-    path = int8_models["lstm"]
+    path = int8_models[arch]
     content = path.read_bytes()
     io = read_step_io(content)
     model = fb.ModelT.InitFromPackedBuf(content, 0)
