@@ -3,7 +3,8 @@
 For each of ``edge`` and causal ``lstm`` (default configs, ``--electrodes`` electrodes, seeded random
 weights: the figures describe the export path, not a trained model) it measures:
 
-* file sizes of the float32 and full-int8 ``.tflite`` step graphs (int8 / fp32 ratio);
+* file sizes of the float32 and full-int8 ``.tflite`` step graphs (int8 / fp32 ratio), and of the int8
+  one without intermediate tensor names (:func:`edgensd.export.tflm.strip_tensor_names`);
 * the TFLite Micro tensor arena (smallest that allocates, :func:`edgensd.export.tflm.arena_size`);
 * LiteRT fp32 vs the torch step graph, max |diff| in raw parameter units over a closed-loop stream;
 * LiteRT int8 vs the torch step graph (float), max |diff| in raw parameter units and in output LSBs,
@@ -34,7 +35,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from edgensd.export.litert import convert_fp32, quantize_int8, step_samples  # noqa: E402
 from edgensd.export.stepgraph import step_example_inputs, step_module  # noqa: E402
-from edgensd.export.tflm import arena_size  # noqa: E402
+from edgensd.export.tflm import arena_size, strip_tensor_names  # noqa: E402
 
 from edgensd.decoders import get_decoder  # noqa: E402
 from edgensd.runtime.backend import quantize  # noqa: E402
@@ -124,6 +125,7 @@ def measure(arch: str, n_el: int, n_frames: int, n_calib: int, out_dir: Path, se
         "fp32_bytes": len(fp32),
         "int8_bytes": len(int8),
         "int8_over_fp32": len(int8) / len(fp32),
+        "int8_names_stripped_bytes": len(strip_tensor_names(int8)),
         "tflm_arena_bytes": arena,
         "fp32_vs_torch_max_abs": float(np.abs(y32 - ref).max()),
         "int8_vs_float_max_abs": float(np.abs(y8 - ref).max()),

@@ -11,7 +11,7 @@ import pytest
 import torch
 from edgensd.export.litert import convert_fp32, float_ops, io_specs, quantize_int8, step_samples
 from edgensd.export.stepgraph import step_example_inputs, step_module
-from edgensd.export.tflm import ARENA_GRANULARITY_BYTES, arena_size, write_c_header
+from edgensd.export.tflm import ARENA_GRANULARITY_BYTES, arena_size, strip_tensor_names, write_c_header
 from torch import nn
 
 from edgensd.decoders import get_decoder
@@ -292,3 +292,17 @@ def test_state_scales_that_differ_by_float_rounding_are_unified(models, tmp_path
     for kernels in ("reference", "xnnpack"):  # XNNPACK refuses a slice whose scale differs from its input's
         ref = TFLiteBackend(tmp_path / "a.tflite", kernels=kernels).run(frames)
         np.testing.assert_array_equal(TFLiteBackend(tmp_path / "b.tflite", kernels=kernels).run(frames), ref)
+
+
+def test_strip_tensor_names_keeps_the_mapping_and_the_outputs(models, tmp_path):
+    from edgensd.runtime.backend_tflm import TFLMBackend
+
+    content = models["edge"]["int8"]
+    small = strip_tensor_names(content)
+    assert len(small) < len(content) - 2000  # module-path names of ~100 tensors
+    assert io_specs(small) == io_specs(content)
+    (tmp_path / "a.tflite").write_bytes(content)
+    (tmp_path / "b.tflite").write_bytes(small)
+    frames = random_walk(30, N_EL, seed=9)
+    np.testing.assert_array_equal(TFLMBackend(tmp_path / "b.tflite").run(frames),
+                                  TFLMBackend(tmp_path / "a.tflite").run(frames))
