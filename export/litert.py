@@ -4,8 +4,10 @@ The step graph (:func:`edgensd.export.stepgraph.step_module`) is converted with 
 version comes from ai-edge-quantizer's static (full integer) recipe calibrated with min/max over the whole
 calibration set, not the default per-sample average, which clips when a sample is one frame and gives a
 state tensor different scales on input and output (DESIGN.md, "Known traps"). With min/max a state's input
-and output tensors see the same values, get the same scale and zero point, and the int8 state feeds back
-unchanged; :func:`quantize_int8` checks it.
+and output tensors see the same values; :func:`quantize_int8` also merges their two ranges, repairs the
+last-bit scale differences the quantizer can still leave, and checks that each state has one scale and zero
+point, so the int8 state feeds back unchanged. Constants the quantizer writes outside the flatbuffer (it
+does from 256 KiB on) are moved back in, because TFLite Micro does not read them.
 
 Typical use::
 
@@ -132,7 +134,9 @@ def quantize_int8(fp32_model: bytes, calib_samples: Sequence[Sequence[np.ndarray
     ValueError
         If the samples are empty or do not match the model's inputs.
     RuntimeError
-        If a tensor stayed float or a state tensor got different quantization on input and output.
+        If a tensor stayed float (ai-edge-quantizer 0.10.0 leaves ``RELU_N1_TO_1``, what a bare
+        ``F.hardtanh`` lowers to, in float) or a state tensor got different quantization on input and
+        output.
     """
     from ai_edge_quantizer import calibrator, quantizer, recipe, recipe_manager
     from ai_edge_quantizer.utils import qsv_utils
