@@ -134,9 +134,9 @@ def quantize_int8(fp32_model: bytes, calib_samples: Sequence[Sequence[np.ndarray
     ValueError
         If the samples are empty or do not match the model's inputs.
     RuntimeError
-        If a tensor stayed float (ai-edge-quantizer 0.10.0 leaves ``RELU_N1_TO_1``, what a bare
-        ``F.hardtanh`` lowers to, in float) or a state tensor got different quantization on input and
-        output.
+        If a tensor stayed float (ai-edge-quantizer 0.10.0 leaves a standalone ``RELU_N1_TO_1``, what an
+        ``F.hardtanh`` the converter cannot fuse into the op before it becomes, in float) or a state tensor
+        got different quantization on input and output.
     """
     from ai_edge_quantizer import calibrator, quantizer, recipe, recipe_manager
     from ai_edge_quantizer.utils import qsv_utils
