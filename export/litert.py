@@ -21,6 +21,8 @@ Typical use::
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 import struct
 import warnings
 from collections.abc import Sequence
@@ -50,6 +52,21 @@ def _ignoring(rules):
         yield
 
 
+@contextlib.contextmanager
+def _progress_shown(show: bool):
+    """litert-torch prints a progress tree on every conversion; show it only at the DEBUG log level."""
+    key = "LITERT_TORCH_SHOW_PROGRESS"  # read by litert_torch's config at each use
+    old = os.environ.get(key)
+    os.environ[key] = "y" if show else "n"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = old
+
+
 def convert_fp32(step: nn.Module, example_inputs: tuple[Tensor, ...]) -> bytes:
     """Convert a step graph to a float32 ``.tflite`` flatbuffer with litert-torch.
 
@@ -71,9 +88,8 @@ def convert_fp32(step: nn.Module, example_inputs: tuple[Tensor, ...]) -> bytes:
     if not isinstance(example_inputs, tuple) or not all(isinstance(t, Tensor) for t in example_inputs):
         raise ValueError("example_inputs must be a tuple of tensors (x_t, *state)")
     step.eval()
-    with _ignoring(_CONVERT_WARNINGS), torch.no_grad():
-        model = litert_torch.convert(step, example_inputs)
-    content = bytes(model.model_content())
+    with _ignoring(_CONVERT_WARNINGS), _progress_shown(logger.isEnabledFor(logging.DEBUG)), torch.no_grad():
+        content = bytes(litert_torch.convert(step, example_inputs).model_content())
     logger.debug("litert fp32: %d bytes, %d inputs", len(content), len(example_inputs))
     return content
 
