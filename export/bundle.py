@@ -190,8 +190,8 @@ def check_formats(formats: Sequence[str]) -> None:
                              f"{available_formats()})")
         missing = _missing(_FORMATS[f][0])
         if missing:
-            raise ValueError(f"format {f!r} needs {', '.join(missing)}, which this installation does not have yet; "
-                             f"available formats: {available_formats()}")
+            raise ValueError(f"format {f!r} needs {', '.join(missing)}, which is not installed (pip install "
+                             f"'edgensd[export]'); available formats: {available_formats()}")
 
 
 # ---------------------------------------------------------------------------------------------- writers

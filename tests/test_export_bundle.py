@@ -234,8 +234,10 @@ def test_write_is_atomic_and_checks_first(setup, tmp_path, monkeypatch):
     (tmp_path / "exists").mkdir()
     with pytest.raises(ValueError, match="already exists"):
         write_bundle(setup / "edge", tmp_path / "exists")
-    with pytest.raises(ValueError, match="format 'tflite' needs edgensd.export.litert"):
+    monkeypatch.setitem(bundle_mod._FORMATS, "tflite", (("edgensd_no_such_converter",), boom))
+    with pytest.raises(ValueError, match="format 'tflite' needs edgensd_no_such_converter"):
         write_bundle(setup / "edge", tmp_path / "b", BundleConfig(formats=("onnx", "tflite")))
+    monkeypatch.undo()
     with pytest.raises(ValueError, match="unknown format 'tvm'"):
         write_bundle(setup / "edge", tmp_path / "b", BundleConfig(formats=("tvm",)))
     with pytest.raises(ValueError, match="quantize must be one of"):
@@ -274,6 +276,10 @@ def test_other_formats_register_through_the_hook(setup, tmp_path, monkeypatch):
     tflm.write_c_header = lambda model, path, symbol, arena: path.write_text(f"// {symbol} {arena} {len(model)}\n")
     monkeypatch.setitem(sys.modules, "edgensd.export.litert", litert)
     monkeypatch.setitem(sys.modules, "edgensd.export.tflm", tflm)
+    import edgensd.export as export_pkg  # a real submodule imported earlier is also a package attribute
+
+    monkeypatch.setattr(export_pkg, "litert", litert, raising=False)
+    monkeypatch.setattr(export_pkg, "tflm", tflm, raising=False)
     assert bundle_mod.available_formats() == ["onnx", "tflite", "tflm"]
     out = write_bundle(setup / "edge", tmp_path / "b",
                        BundleConfig(formats=("onnx", "tflite", "tflm"), max_calib_samples=50))
@@ -378,10 +384,13 @@ def test_decode_cli_outputs_and_errors(setup, tmp_path, edgensd_log):
     assert "holds no tflm int8 decoder" in msgs[3]
 
 
-def test_export_bundle_cli_errors(setup, tmp_path, edgensd_log):
+def test_export_bundle_cli_errors(setup, tmp_path, edgensd_log, monkeypatch):
     base = ["export", "bundle", "--model", str(setup / "edge")]
     assert main([*base, "--out", str(setup / "bundle_cli")]) == 2
+    req, writer = bundle_mod._FORMATS["tflm"]
+    monkeypatch.setitem(bundle_mod._FORMATS, "tflm", (("edgensd_no_such_converter",), writer))
     assert main([*base, "--out", str(tmp_path / "b"), "--formats", "onnx,tflm"]) == 2
+    monkeypatch.undo()
     assert main(["export", "bundle", "--model", str(tmp_path / "none"), "--out", str(tmp_path / "b")]) == 2
     assert main([*base, "--out", str(tmp_path / "b"), "--calib", str(tmp_path / "none.h5")]) == 2
     msgs = [r.getMessage() for r in edgensd_log if r.levelname == "ERROR"]
