@@ -4,8 +4,12 @@ wire left intact, and keeps going after each fault."""
 
 from __future__ import annotations
 
+import json
 import math
+import signal
 import socket
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -116,3 +120,44 @@ def test_upstream_that_is_not_there_is_retried():
     finally:
         proxy.stop()
     assert proxy.counters.connections == 0
+
+
+def test_faulty_link_command_between_device_sim_and_a_host(tmp_path, edgensd_log):
+    from edgensd.cli.main import main
+    from edgensd.data.participant import Participant, save_participant
+
+    rng = np.random.default_rng(0)
+    ecog = rng.normal(0, 1, (750, 16)).astype(np.float32)
+    save_participant(Participant(ecog=ecog, audio=np.zeros(750 * 128, np.float32), start=[0], end=[750],
+                                 labels=["x"]), tmp_path / "p.h5")
+    dev = subprocess.Popen([sys.executable, "-m", "edgensd", "device-sim", "--data", str(tmp_path / "p.h5"),
+                            "--link", "socket://127.0.0.1:0", "--pace", "fast", "--format", "float32", "-q"],
+                           stdout=subprocess.PIPE, text=True)
+    proxy = subprocess.Popen([sys.executable, "-m", "edgensd", "faulty-link", "--upstream",
+                              dev.stdout.readline().strip(), "--listen", "pty", "--flip", "1e-4", "--delete",
+                              "2e-5", "--seed", "1", "--log", str(tmp_path / "faults.json"), "-q"],
+                             stdout=subprocess.PIPE, text=True)
+    with dev, proxy:
+        url = proxy.stdout.readline().strip()
+        assert url.startswith("/dev/pts/")
+        blocks = []
+        with SerialReader(ReaderConfig(url=url, gap_policy="none")) as r:
+            end = time.monotonic() + 20
+            while time.monotonic() < end and (dev.poll() is None or r.get(timeout=0) is not None):
+                b = r.get(timeout=0.02)
+                if b is not None:
+                    blocks.append(b)
+            blocks += r.drain()
+            c = r.counters
+        proxy.send_signal(signal.SIGTERM)
+        assert proxy.wait(timeout=10) == 0 and dev.wait(timeout=10) == 0
+    log = json.loads((tmp_path / "faults.json").read_text())
+    assert log["connections"] >= 1 and len(log["faults"]) >= 5
+    assert {f["kind"] for f in log["faults"]} == {"flip", "delete"}
+    for b in blocks:  # each frame delivered is the file's, in its slot
+        i = int(round(b.device_time_us[0] * 125 / 1e6))
+        np.testing.assert_array_equal(b.values, ecog[i: i + 1].astype(np.float64))
+    assert 600 <= len(blocks) < 750 and c.crc_failures + c.header_crc_failures >= 1
+    assert main(["faulty-link", "--upstream", "x", "--listen", "tcp://1"]) == 2
+    err = " ".join(r.getMessage() for r in edgensd_log if r.levelname == "ERROR")
+    assert "--listen: listen must be 'pty' or 'socket://HOST:PORT'" in err
