@@ -180,10 +180,10 @@ def test_duration_and_packet_size(pfile):
 def test_packets_due_before_a_host_connects_are_lost_offline(pfile):
     path, _ = pfile
     cfg = PlaybackConfig(data=str(path), link="socket://127.0.0.1:0", mode="frames", pace="realtime",
-                         duration_s=0.6)
+                         duration_s=1.0)
     source = load_source(cfg)
     link = open_playback(cfg, source)
-    link.wait_for_host = False  # the clock runs from start(): a host 0.3 s late misses ~37 frames
+    link.wait_for_host = False  # the clock runs from start(): a host 0.3 s late misses at least 37 frames
     link.start()
     time.sleep(0.3)
     try:
@@ -194,14 +194,14 @@ def test_packets_due_before_a_host_connects_are_lost_offline(pfile):
         link.stop()
     report = truth_report(cfg, source, link)
     lost = [d for d in report["data_packets"] if d["fate"] == "lost_offline"]
-    assert 25 <= len(lost) <= 60 and lost[0]["start"] == 0
+    assert len(lost) >= 35 and lost[0]["start"] == 0
     sent = [d for d in report["data_packets"] if d["fate"] == "sent"]
-    assert sent[0]["start"] == lost[-1]["stop"] and sent[-1]["stop"] == 75
+    assert sent[0]["start"] == lost[-1]["stop"] and sent[-1]["stop"] == 125
     # the device answers the host's REQUEST_INFO after the packet it had already framed: a host ignores
     # data before the handshake
     assert c.data_before_info <= 1
     got = np.concatenate(indices(blocks, HG, 125.0, filled=False))
-    np.testing.assert_array_equal(got, np.arange(sent[c.data_before_info]["start"], 75))
+    np.testing.assert_array_equal(got, np.arange(sent[c.data_before_info]["start"], 125))
 
 
 # ---- the command line -----------------------------------------------------------------------------------------
