@@ -109,7 +109,16 @@ class ByteMangler:
     seed : int | list[int]
         Seed of this stream's generator.
     direction : str
-        Written into each :class:`ByteFault`.
+        ``"down"`` or ``"up"``, written into each :class:`ByteFault`.
+    connection : int
+        Host connection number, written into each :class:`ByteFault`.
+
+    Attributes
+    ----------
+    offset : int
+        Input bytes processed so far.
+    faults : list[ByteFault]
+        Every fault made, in stream order.
     """
 
     def __init__(self, config: FaultyLinkConfig, seed, direction: str = "down", connection: int = 1) -> None:
@@ -120,7 +129,18 @@ class ByteMangler:
         self.faults: list[ByteFault] = []
 
     def process(self, data: bytes) -> bytes:
-        """Damage ``data`` (the next bytes of the stream); returns what leaves the wire."""
+        """Damage the next bytes of the stream and log each fault.
+
+        Parameters
+        ----------
+        data : bytes
+            The next input bytes (any split of the stream gives the same output and log).
+
+        Returns
+        -------
+        bytes
+            What leaves the wire: ``len(data)`` − deletions + insertions bytes.
+        """
         n = len(data)
         if n == 0:
             return b""
