@@ -21,7 +21,6 @@ import os
 import re
 import select
 import socket
-import termios
 import threading
 import time
 from dataclasses import dataclass, field
@@ -411,6 +410,8 @@ class FaultyLink:
 
 def _set_raw(fd: int) -> None:
     """Put a terminal in raw mode (no echo, no line editing, 8-bit clean)."""
+    import termios  # POSIX only, like the pty endpoints; imported here so the module imports everywhere
+
     attrs = termios.tcgetattr(fd)
     attrs[0] = attrs[1] = attrs[3] = 0
     attrs[2] = termios.CS8 | termios.CREAD | termios.CLOCAL

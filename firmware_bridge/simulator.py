@@ -8,13 +8,11 @@ packets. Torch-free: numpy + the standard library.
 
 from __future__ import annotations
 
-import fcntl
 import math
 import os
 import select
 import socket
 import struct
-import termios
 import threading
 import time
 from collections.abc import Iterator
@@ -664,6 +662,9 @@ class SimulatorLink:
                 except OSError:
                     pass
             return
+        import fcntl
+        import termios
+
         try:
             fd = os.open(self.url, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
         except OSError:
@@ -680,6 +681,8 @@ class SimulatorLink:
 
 def _set_raw(fd: int) -> None:
     """Put a terminal in raw mode (no echo, no line editing, 8-bit clean)."""
+    import termios  # POSIX only, like the pty transport; imported here so the module imports everywhere
+
     attrs = termios.tcgetattr(fd)
     attrs[0] = 0  # iflag
     attrs[1] = 0  # oflag
@@ -691,8 +694,11 @@ def _set_raw(fd: int) -> None:
 def _unacked_bytes(conn: socket.socket) -> int:
     """Bytes in a TCP socket's send queue the peer has not acknowledged (Linux ``SIOCOUTQ``); 0 elsewhere."""
     try:
+        import fcntl
+        import termios
+
         return struct.unpack("i", fcntl.ioctl(conn.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0]
-    except OSError:
+    except (ImportError, AttributeError, OSError):
         return 0
 
 
