@@ -157,8 +157,9 @@ def run_live_demo(out_dir: str | Path, *, bundle: str | Path | None = None, sess
     device = DeviceSimulator(SimulatorConfig(n_channels=p.n_electrodes, raw_rate_hz=float(p.raw_fs),
                                              send_raw=True, send_hg=False, raw_format=raw_format,
                                              raw_scale_uv=0.195 if raw_format != "float32" else 1.0),
-                             raw=np.asarray(p.raw_signal))
-    link = SimulatorLink(device, "pty", speed=speed)
+                             raw=np.asarray(p.raw_signal), repeat=False)
+    # the device's clock starts when the host has the port open, so the stream begins at the session's start
+    link = SimulatorLink(device, "pty", speed=speed, wait_for_host=True).start()
     frames: dict[int, np.ndarray] = {}
     frame_us = 1e6 / 125.0
 
@@ -172,7 +173,7 @@ def run_live_demo(out_dir: str | Path, *, bundle: str | Path | None = None, sess
         summary = run_stream(link.url, bundle, StreamConfig(backend=backend, precision=precision, duration_s=n / 125,
                                                             idle_exit_s=3.0),
                              wav=out_dir / "decoded.wav", json_path=out_dir / "stream.json", on_frame=keep,
-                             on_connected=link.start, status=False)
+                             status=False)
     finally:
         link.stop()
     if summary["first_device_time_us"] not in (None, 0) and summary["first_device_time_us"] > frame_us:

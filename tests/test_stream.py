@@ -184,3 +184,35 @@ def test_live_demo_streams_a_session_end_to_end(streaming_bundle, tmp_path):
     assert sf.info(tmp_path / "demo" / "decoded.wav").frames == p.n_frames * 128
     with pytest.raises(FileNotFoundError, match="live demo's bundle is missing"):
         run_live_demo(tmp_path / "x", bundle=tmp_path / "nope", session=streaming_bundle / "p.h5")
+
+
+def test_faulty_stream_accepts_no_corrupt_frame_and_reports_the_true_gaps(streaming_bundle, tmp_path):
+    """device-sim (a subprocess) drops and corrupts packets; the stream records every frame it received in
+    its device slot: valid slots equal the file, invalid slots are exactly the truth file's gaps."""
+    p = load_participant(streaming_bundle / "p.h5")
+    truth_path, rec = tmp_path / "truth.json", tmp_path / "rec.h5"
+    sim = subprocess.Popen([sys.executable, "-m", "edgensd", "-q", "device-sim", "--data",
+                            str(streaming_bundle / "p.h5"), "--mode", "frames", "--format", "float32", "--link",
+                            "pty", "--pace", "fast", "--duration", "6", "--corrupt", "0.03", "--drop", "0.03",
+                            "--seed", "4", "--truth", str(truth_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        port = sim.stdout.readline().strip()
+        s = run_stream(port, streaming_bundle / "bundle", StreamConfig(idle_exit_s=1.5, gap_policy="zeros"),
+                       record=rec)
+        sim.wait(timeout=60)
+    finally:
+        sim.kill()
+        sim.stdout.close()
+    truth = json.loads(truth_path.read_text())
+    gaps = [(g[0], g[1]) if isinstance(g, list) else (g["start"], g["stop"]) for g in truth["gaps"]]
+    gap_frames = {f for a, b in gaps for f in range(a, b)}
+    assert gap_frames, "the faults should have cost some frames"
+    assert s["gap_frames"] == len(gap_frames)  # every lost frame reported, none more
+    assert s["frames_out"] == 6 * 125  # the stream never stopped: every slot decoded (gaps filled)
+    import h5py
+
+    with h5py.File(rec, "r") as f:
+        ecog, valid = f["ecog_alldataset"][:], f["valid"][:].astype(bool)
+    assert ecog.shape[0] == 6 * 125
+    assert {int(i) for i in np.flatnonzero(~valid)} == gap_frames
+    np.testing.assert_array_equal(ecog[valid], p.ecog[: 6 * 125][valid])  # no corrupted frame accepted

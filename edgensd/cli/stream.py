@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
-from edgensd.cli._args import check_output_file, positive_float
+from edgensd.cli._args import CommandError, check_output_file, positive_float
 
 COMMAND = ("stream",)
 
@@ -46,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
     for flag, value in (("--wav", args.wav), ("--json", args.json), ("--record", args.record)):
         if value is not None:
             check_output_file(value, flag)
+    if args.record is not None and Path(args.record).exists():
+        raise CommandError(f"--record: {args.record} exists; a recording never replaces a file (choose a new name)")
     cfg = StreamConfig(backend=args.backend, precision=args.precision, duration_s=args.duration,
                        idle_exit_s=args.idle_exit, fixed_point=args.fixed_point,
                        allow_feature_mismatch=args.allow_feature_mismatch)

@@ -227,7 +227,8 @@ def run_stream(port: str, bundle_path: str | os.PathLike, config: StreamConfig |
                     from edgensd.firmware_bridge.record import SessionRecorder
 
                     recorder = SessionRecorder(record, info.n_channels, frame_rate_hz=info.frame_rate_hz,
-                                               raw_fs=info.raw_rate_hz if state["mode"] == "raw" else None)
+                                               raw_fs=info.raw_rate_hz if state["mode"] == "raw" else None,
+                                               origin_us=None, layout=getattr(info, "layout", None) or None)
                 logger.info("streaming %s from %s: %d channels, %s mode", bundle.path.name, port, info.n_channels,
                             state["mode"])
             want = PacketType.RAW if state["mode"] == "raw" else PacketType.HIGH_GAMMA
@@ -248,6 +249,9 @@ def run_stream(port: str, bundle_path: str | os.PathLike, config: StreamConfig |
                 t0 = time.perf_counter()
                 frames = hg.process(block.values)
                 t_feat = time.perf_counter() - t0
+                if recorder is not None and len(frames):
+                    # frames count from the first raw sample, the recording's origin
+                    recorder.add_frames(hg.n_frames_out - len(frames), frames, not block.filled)
             else:
                 frames, t_feat = block.values, None
             arrival = float(block.host_time_s[-1])
