@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install what edgensd needs, into the project venv (./.venv; PYTHON=/path/to/python installs there instead).
-#   bash scripts/install.sh demo   what `edgensd demo` needs
+#   bash scripts/install.sh demo   what `edgensd demo` needs (the torch-free runtime, the serial bridge, plots)
 #   bash scripts/install.sh all    everything: training, export, runtime, bridge, tests (default)
 # Debian packages come from apt-get (as root, or with sudo); PyTorch is the CPU build 2.13.0. Quiet on
 # success: one line per step; a failing step prints its whole log. A second run with nothing changed (same
@@ -71,8 +71,9 @@ step() {  # step DESCRIPTION COMMAND...: run quietly, print the log only on fail
   rm -f "$log"
 }
 PIP=("$PY" -m pip install --disable-pip-version-check)
-# PyTorch: the CPU build, first; a bare 'torch' requirement could pull a multi-GB CUDA build.
-if ! "$PY" -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '2.13.0')" 2>/dev/null; then
+# PyTorch (not for the demo, whose live path is torch-free): the CPU build, first; a bare 'torch' requirement
+# could pull a multi-GB CUDA build.
+if [ "$WHAT" = all ] && ! "$PY" -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '2.13.0')" 2>/dev/null; then
   step "PyTorch 2.13.0 (CPU build)" "${PIP[@]}" "torch==2.13.0"
 fi
 step "build tools" "${PIP[@]}" "setuptools>=68" wheel "Cython>=3.0" "numpy>=1.26"
@@ -82,4 +83,4 @@ if [ "$WHAT" = all ]; then
 fi
 step "pip check" "$PY" -m pip check --disable-pip-version-check
 echo "$STAMP_KEY" > "$PREFIX/.edgensd-install-$WHAT"
-echo "[install] done: $("$PY" -c 'import edgensd, torch; print("edgensd", edgensd.__version__, "with torch", torch.__version__)') in $PREFIX"
+echo "[install] done: edgensd $("$PY" -c 'import edgensd; print(edgensd.__version__)') ($WHAT) in $PREFIX"
