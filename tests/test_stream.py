@@ -216,3 +216,20 @@ def test_faulty_stream_accepts_no_corrupt_frame_and_reports_the_true_gaps(stream
     assert ecog.shape[0] == 6 * 125
     assert {int(i) for i in np.flatnonzero(~valid)} == gap_frames
     np.testing.assert_array_equal(ecog[valid], p.ecog[: 6 * 125][valid])  # no corrupted frame accepted
+
+
+def test_a_device_that_stops_for_2_s_is_ridden_out_and_the_blind_time_reported(streaming_bundle):
+    p = load_participant(streaming_bundle / "p.h5")
+    dev = DeviceSimulator(SimulatorConfig(n_channels=64, send_raw=False, send_hg=True, hg_format="float32",
+                                          hg_scale=1.0), hg=p.ecog, repeat=False)
+    link = SimulatorLink(dev, "socket", speed=1.0, wait_for_host=True).start()
+    pauser = threading.Timer(1.5, link.pause, args=(2.0,))
+    pauser.start()
+    try:
+        s = run_stream(link.url, streaming_bundle / "bundle", StreamConfig(duration_s=5.0, idle_exit_s=6.0))
+    finally:
+        pauser.join()
+        link.stop()
+    assert s["stop_reason"] == "decoded 5 s"  # it went on after the silence, on its own
+    assert s["blind_periods"] == 1 and 1.5 <= s["blind_s"] <= 3.0
+    assert s["stalls"] >= 1
