@@ -223,8 +223,10 @@ def onnx_int8(fp32: bytes, calib_samples: Sequence[Sequence[np.ndarray]], per_ch
                 pre, dst, _Reader([s.name for s in in_specs], calib_samples),
                 quant_format=QuantFormat.QDQ, per_channel=per_channel, activation_type=QuantType.QInt8,
                 weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
-                extra_options={"TensorQuantOverrides": overrides, "CalibMaxIntermediateOutputs": 256,
-                               "ActivationSymmetric": False, "WeightSymmetric": True},
+                # no "CalibMaxIntermediateOutputs": ORT 1.32's MinMax calibrator drops each full batch without
+                # reducing it, so only the last partial batch would set the ranges
+                extra_options={"TensorQuantOverrides": overrides, "ActivationSymmetric": False,
+                               "WeightSymmetric": True},
             )
         q = onnx.load(dst)
     specs = _int8_io(q, x_spec, y_spec, s_in, s_out, io_q)
