@@ -153,6 +153,28 @@ def int8_range_scale(lo: float, hi: float) -> tuple[float, int]:
     return scale, zp
 
 
+#: Calibration samples run per batch; each batch's ranges are reduced and merged before the next, so memory
+#: stays bounded for any number of samples.
+CALIB_BATCH = 256
+
+
+def _calibrate_ranges(model_path: str, augmented_path: str, names: Sequence[str], samples, cache_path: str) -> None:
+    """Min/max of every tensor ONNX Runtime quantizes, over all samples, saved as ORT's calibration cache.
+
+    ONNX Runtime's own MinMax calibrator, fed in batches of :data:`CALIB_BATCH` (its collect step reduces and
+    merges a batch's ranges; its ``CalibMaxIntermediateOutputs`` option instead drops full batches unreduced
+    in ORT 1.32, so only the last partial batch would count).
+    """
+    from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator, save_tensors_data
+
+    cal = create_calibrator(Path(model_path), None, augmented_model_path=augmented_path,
+                            calibrate_method=CalibrationMethod.MinMax)
+    for k in range(0, len(samples), CALIB_BATCH):
+        cal.collect_data(_Reader(names, samples[k : k + CALIB_BATCH]))
+    save_tensors_data(cal.compute_data(), cache_path)
+    del cal
+
+
 class _Reader:
     """ONNX Runtime calibration data reader over ``[x, *states]`` samples."""
 
@@ -217,14 +239,17 @@ def onnx_int8(fp32: bytes, calib_samples: Sequence[Sequence[np.ndarray]], per_ch
         Path(src).write_bytes(fp32)
         quant_pre_process(src, pre, skip_symbolic_shape=True)
         overrides, io_q = _io_overrides(onnx.load(pre), calib_samples, x_spec, s_in, s_out)
+        cache = os.path.join(tmp, "ranges.json")
+        _calibrate_ranges(pre, os.path.join(tmp, "augmented.onnx"), [s.name for s in in_specs], calib_samples,
+                          cache)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # ORT's notes on pre-processing and per-channel defaults
             quantize_static(
-                pre, dst, _Reader([s.name for s in in_specs], calib_samples),
+                pre, dst, None, calibration_cache_path=cache,
                 quant_format=QuantFormat.QDQ, per_channel=per_channel, activation_type=QuantType.QInt8,
                 weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
-                extra_options={"TensorQuantOverrides": overrides, "CalibMaxIntermediateOutputs": 256,
-                               "ActivationSymmetric": False, "WeightSymmetric": True},
+                extra_options={"TensorQuantOverrides": overrides, "ActivationSymmetric": False,
+                               "WeightSymmetric": True},
             )
         q = onnx.load(dst)
     specs = _int8_io(q, x_spec, y_spec, s_in, s_out, io_q)

@@ -25,7 +25,7 @@ from edgensd.data.participant import load_participant, trial_split
 from edgensd.decoders import get_decoder, save_decoder
 from edgensd.decoding.train import DecoderTrainConfig, load_trained_decoder
 from edgensd.params import raw_to_physical
-from edgensd.runtime.backend import TensorSpec
+from edgensd.runtime.backend import BackendUnavailable, StepBackend, TensorSpec
 from edgensd.runtime.bundle import BUNDLE_FORMAT_VERSION, BundleError, load_bundle, sha256_file
 from edgensd.runtime.pipeline import DecodePipeline, make_backend
 
@@ -293,6 +293,36 @@ def test_other_formats_register_through_the_hook(setup, tmp_path, monkeypatch):
     assert calls == {"n_samples": 50, "sample_arity": 1 + len(b.models[0].state_in)}
     assert b.model("tflm", "int8").extra["arena_bytes"] == 4096
     assert b.manifest["budget"][-1]["arena_bytes"] == 4096
+
+    # the runtime side: make_backend imports edgensd.runtime.backend_<name> by name, checks the specs
+    class FakeTFLite(StepBackend):
+        name = "tflite"
+
+        def __init__(self, model_path):
+            self.model_path = model_path
+            self.x_spec, self.y_spec, self.state_in_specs, self.state_out_specs = specs(model_path.read_bytes())
+
+        def run_raw(self, x, states):
+            return np.zeros(self.y_spec.shape, np.int8), []
+
+    fake = types.ModuleType("edgensd.runtime.backend_tflite")
+    fake.TFLiteBackend = FakeTFLite
+    monkeypatch.setitem(sys.modules, "edgensd.runtime.backend_tflite", fake)
+    be = make_backend(b, "tflite", "int8")
+    assert isinstance(be, FakeTFLite) and be.model_path == out / "decoder_int8.tflite"
+    np.testing.assert_array_equal(be.step(np.zeros(64, np.float32)), np.zeros(18, np.float32))
+
+    class WrongSpecs(FakeTFLite):
+        def __init__(self, model_path):
+            super().__init__(model_path)
+            self.x_spec = TensorSpec("x", (1, 63), self.x_spec.dtype, self.x_spec.scale, self.x_spec.zero_point)
+
+    fake.TFLiteBackend = WrongSpecs
+    with pytest.raises(BundleError, match="differ from those in the bundle manifest"):
+        make_backend(b, "tflite", "int8")
+    monkeypatch.setitem(sys.modules, "edgensd.runtime.backend_tflm", None)
+    with pytest.raises(BackendUnavailable, match="backend_tflm"):
+        make_backend(b, "tflm", "int8")
 
 
 # ------------------------------------------------------------------------------------------ runtime
