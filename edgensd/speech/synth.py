@@ -47,6 +47,144 @@ class SynthConfig(Config):
     format_version: int = SYNTH_FORMAT_VERSION
 
 
+# ----- fast path for a frozen synthesizer (stage 2) -----------------------------------------------------------
+# When no weight needs a gradient, the weight-only pieces are computed once and cached, and the three costly
+# evaluations (formant shapes, harmonic gain, harmonic spreading) are autograd Functions that return the value
+# and, in backward, the analytic derivative from what forward kept: no index/scatter backward, no (..., 24)
+# cosine tensor, and the harmonics are spread from the harmonic side, (..., K, 8), not (..., 256, 2R+1).
+
+_SHAPE_DU_DX = 1.0 / (np.log(2.0) * dsp.SHAPE_KNOT_STEP)  # du/d|x| = _SHAPE_DU_DX / (1 + |x|)
+_SPREAD_TAPS = 2 * dsp.WIN_HALF_BINS  # bins a harmonic reaches: |b - p| < WIN_HALF_BINS
+_SPREAD_PAD = _SPREAD_TAPS  # spare columns on each side of the 256 bins (low harmonics, far harmonics)
+
+
+class _ShapeSum(torch.autograd.Function):
+    """``sum_i A_i s_i((f - F_i) / B_i)`` for learned shapes with fixed tables; shape (N, M).
+
+    Inputs: ``f`` (N or 1, M) Hz, ``fr`` / ``bw`` / ``amp`` (N, n) Hz, Hz, linear; ``neg_v`` / ``neg_s`` flat
+    tables of ``-g`` at the knot below and ``-(g[j+1] - g[j])`` per knot step (one row of SHAPE_N_KNOTS per
+    shape, the last column 'beyond the table': value -1e30, slope 0); ``base`` (n,) row offsets in the flat
+    tables (float, exact integers).
+    """
+
+    @staticmethod
+    def forward(ctx, f, fr, bw, amp, neg_v, neg_s, base):
+        x = (f.unsqueeze(-1) - fr.unsqueeze(-2)).div_(bw.unsqueeze(-2))  # (N, M, n) offsets in bandwidths
+        y = x.abs().add_(1.0)
+        u = torch.log2(y).div_(dsp.SHAPE_KNOT_STEP)
+        torch.fmin(u, u.new_tensor(float(dsp.SHAPE_N_KNOTS - 1)), out=u)  # beyond the table (and NaN) -> last
+        i0 = torch.floor(u)
+        frac = u.sub_(i0)
+        idx = i0.add_(base).long()
+        ns = neg_s.take(idx)
+        s = torch.addcmul(neg_v.take(idx), ns, frac).exp_()  # exp(-g), 0 beyond the table
+        ctx.save_for_backward(s, ns, y, x, amp, bw)
+        return (s @ amp.unsqueeze(-1)).squeeze(-1)
+
+    @staticmethod
+    def backward(ctx, grad):
+        s, ns, y, x, amp, bw = ctx.saved_tensors
+        g = grad.unsqueeze(-2)  # (N, 1, M)
+        # ds/dx = -s g'(u) du/dx, with du/dx = sign(x) / ((1 + |x|) ln2 step); 0 at x = 0 (as autograd's abs)
+        dsdx = (s * ns).div_(y).mul_(torch.sign(x)).mul_(_SHAPE_DU_DX)
+        grad_f = grad_fr = grad_bw = grad_amp = None
+        if ctx.needs_input_grad[3]:
+            grad_amp = (g @ s).squeeze(-2)
+        coef = amp / bw  # dx/dF = -1/B, dx/dB = -x/B, dx/df = 1/B
+        if ctx.needs_input_grad[0]:
+            grad_f = (dsdx @ coef.unsqueeze(-1)).squeeze(-1).mul_(grad)
+        if ctx.needs_input_grad[1]:
+            grad_fr = -coef * (g @ dsdx).squeeze(-2)
+        if ctx.needs_input_grad[2]:
+            grad_bw = -coef * (g @ dsdx.mul_(x)).squeeze(-2)
+        return grad_f, grad_fr, grad_bw, grad_amp, None, None, None
+
+
+class _GainDb(torch.autograd.Function):
+    """Gain curve ``sum_m c_m cos(m theta)``, ``theta = pi f / 8000``, by Clenshaw's recurrence on ``cos theta``.
+
+    Inputs: ``f`` (...) Hz, ``coefs`` (N_GAIN_TERMS,) dB (no gradient). Output: dB, same shape as ``f``.
+    The derivative ``-sin(theta) sum_m m c_m U_{m-1}(cos theta)`` comes from a second recurrence, run in
+    forward only when ``f`` needs a gradient.
+    """
+
+    @staticmethod
+    def forward(ctx, f, coefs):
+        theta = f.double() * (np.pi / (SAMPLE_RATE / 2))  # float64: the recurrence's error stays below float32's
+        y = torch.cos(theta)
+        c = coefs.double().unbind(0)
+        value = _clenshaw(c, y, chebyshev_u=False).to(f.dtype)
+        if ctx.needs_input_grad[0]:
+            m = len(c)
+            dc = [(n + 1) * c[n + 1] for n in range(m - 1)]
+            dtheta = _clenshaw(dc, y, chebyshev_u=True).mul_(torch.sin(theta)).mul_(-np.pi / (SAMPLE_RATE / 2))
+            ctx.save_for_backward(dtheta.to(f.dtype))
+        return value
+
+    @staticmethod
+    def backward(ctx, grad):
+        (dfdx,) = ctx.saved_tensors
+        return grad * dfdx, None
+
+
+def _clenshaw(c, y: torch.Tensor, chebyshev_u: bool) -> torch.Tensor:
+    """``sum_m c[m] T_m(y)`` (or ``U_m(y)``) for a sequence of 0-d tensors ``c``, elementwise in ``y``."""
+    y2 = 2.0 * y
+    b1 = torch.zeros_like(y)
+    b2 = torch.zeros_like(y)
+    for cm in reversed(c[1:]):
+        b1, b2 = torch.addcmul(cm - b2, y2, b1), b1
+    return torch.addcmul(c[0] - b2, y2 if chebyshev_u else y, b1)
+
+
+class _Spread(torch.autograd.Function):
+    """Harmonic powers spread onto the 256 bins with the window response ``T``; shape (N, 256).
+
+    Inputs: ``hp`` (N, K) harmonic powers, ``f_hz`` (N, K) harmonic frequencies (Hz), ``win_v`` /
+    ``win_s`` (WIN_OVERSAMPLE, 2 WIN_HALF_BINS) the window table arranged by (table phase, tap): value at the
+    table knot and slope per knot step for the bins ``floor(pos) - WIN_HALF_BINS + 1 + tap``.
+    """
+
+    @staticmethod
+    def forward(ctx, hp, f_hz, win_v, win_s):
+        n, k = hp.shape
+        q = f_hz.double() * (dsp.WIN_OVERSAMPLE / BIN_HZ)  # float64: phase as exact as |f_bin - f_k| / BIN_HZ
+        qi = torch.floor(q)
+        frac = q.sub_(qi).to(f_hz.dtype).unsqueeze(-1)
+        qi = qi.long()
+        phase = torch.remainder(qi, dsp.WIN_OVERSAMPLE).view(-1)
+        rows_s = win_s.index_select(0, phase).view(n, k, _SPREAD_TAPS)
+        val = torch.addcmul(win_v.index_select(0, phase).view(n, k, _SPREAD_TAPS), rows_s, frac)
+        width = 256 + 2 * _SPREAD_PAD
+        first = torch.div(qi, dsp.WIN_OVERSAMPLE, rounding_mode="floor").add_(_SPREAD_PAD - dsp.WIN_HALF_BINS + 1)
+        first.clamp_(0, width - _SPREAD_TAPS)  # far above the band: spare columns, cut off below
+        col = (first.unsqueeze(-1) + torch.arange(_SPREAD_TAPS, device=hp.device)).view(n, -1)
+        out = hp.new_zeros(n, width).scatter_add_(1, col, (val * hp.unsqueeze(-1)).view(n, -1))
+        ctx.save_for_backward(hp, val, rows_s, col)
+        return out[:, _SPREAD_PAD : _SPREAD_PAD + 256]
+
+    @staticmethod
+    def backward(ctx, grad):
+        hp, val, rows_s, col = ctx.saved_tensors
+        n, k = hp.shape
+        gp = F.pad(grad, (_SPREAD_PAD, _SPREAD_PAD)).gather(1, col).view(n, k, _SPREAD_TAPS)
+        grad_hp = (gp * val).sum(-1) if ctx.needs_input_grad[0] else None
+        grad_f = (gp * rows_s).sum(-1).mul_(hp).mul_(dsp.WIN_OVERSAMPLE / BIN_HZ) if ctx.needs_input_grad[1] else None
+        return grad_hp, grad_f, None, None
+
+
+def _window_rows(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Arrange the window table for :class:`_Spread`: (value, slope), each (WIN_OVERSAMPLE, 2 WIN_HALF_BINS)."""
+    os_, half = dsp.WIN_OVERSAMPLE, dsp.WIN_HALF_BINS
+    t = np.asarray(table, np.float64)
+    i = np.arange(os_)[:, None]
+    j = np.arange(2 * half)[None, :]
+    below = j < half  # bins at or below the harmonic: offset (half - 1 - j) bins + phase
+    a = np.where(below, os_ * (half - 1 - j) + i, os_ * (j - half + 1) - i)
+    nxt = np.where(below, a + 1, a - 1)  # the knot the interpolation moves to as the phase grows
+    return t[a], t[nxt] - t[a]
+
+
 class Synthesizer(nn.Module):
     """Parameters (physical units) → power spectrogram on the project's 256-bin STFT grid.
 
@@ -148,6 +286,14 @@ class Synthesizer(nn.Module):
         """
         if params.shape[-1] != N_PARAMS:
             raise ValueError(f"params must have {N_PARAMS} values in the last axis, got shape {tuple(params.shape)}")
+        if torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()):
+            return self._forward_autograd(params, deterministic, generator)
+        return self._forward_frozen(params, deterministic, generator)
+
+    def _forward_autograd(
+        self, params: torch.Tensor, deterministic: bool, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        """The reference formulation, differentiable w.r.t. the weights too (stage 1)."""
         tables = self.shape_tables()
         f0 = params[..., F0].unsqueeze(-1)
         loud = torch.pow(10.0, params[..., LOUD] / 10.0).unsqueeze(-1)
@@ -184,6 +330,69 @@ class Synthesizer(nn.Module):
         if not deterministic:
             noise = noise * torch.empty_like(noise).exponential_(1.0, generator=generator)
         return loud * (pv + noise) + self.background
+
+    def _frozen_cache(self, dtype: torch.dtype, device: torch.device) -> dict:
+        """Weight-only pieces for :meth:`_forward_frozen`, recomputed when a weight or buffer changes."""
+        tensors = [*self.parameters(), *self.buffers()]
+        key = (dtype, device, tuple((id(t), t.data_ptr(), t._version) for t in tensors))
+        if getattr(self, "_cache_key", None) == key:
+            return self._cache
+        with torch.no_grad():
+            n = dsp.SHAPE_N_KNOTS
+            g = self.shape_tables().to(torch.float64)
+            neg_v = torch.cat([-g[:, :-1], g.new_full((g.shape[0], 1), -1e30)], dim=1)  # exp(-1e30) = 0
+            neg_s = torch.cat([-(g[:, 1:] - g[:, :-1]), g.new_zeros(g.shape[0], 1)], dim=1)
+            win_v, win_s = _window_rows(self.win_table.cpu().numpy())
+            fb = self.bin_hz.to(dtype)
+            cache = {
+                "neg_v": neg_v.reshape(-1).to(dtype),
+                "neg_s": neg_s.reshape(-1).to(dtype),
+                "base_v": torch.arange(N_FORMANTS, device=device, dtype=dtype) * n,
+                "base_b": torch.arange(N_FORMANTS + 1, device=device, dtype=dtype) * n,  # + the unvoiced shape
+                "win_v": torch.as_tensor(win_v, dtype=dtype, device=device),
+                "win_s": torch.as_tensor(win_s, dtype=dtype, device=device),
+                "gain_v": self.gain_v.detach().to(dtype),
+                "gn_b": torch.pow(10.0, self._gain_db(self.gain_n.to(dtype), fb) / 10.0),
+                "fb": fb.unsqueeze(0),
+                "k": torch.arange(1, self.n_harmonics + 1, dtype=dtype, device=device),
+            }
+        self._cache_key, self._cache = key, cache
+        return cache
+
+    def _forward_frozen(
+        self, params: torch.Tensor, deterministic: bool, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        """Same model as :meth:`_forward_autograd` for weights that need no gradient (stage 2): cached
+        weight-only pieces and analytic derivatives w.r.t. the params (see :class:`_ShapeSum`,
+        :class:`_GainDb`, :class:`_Spread`)."""
+        c = self._frozen_cache(params.dtype, params.device)
+        lead = params.shape[:-1]
+        p = params.reshape(-1, N_PARAMS)
+        f0 = p[:, F0 : F0 + 1]
+        loud = torch.pow(10.0, p[:, LOUD : LOUD + 1] / 10.0)
+        alpha = p[:, ALPHA : ALPHA + 1]
+        fr = p[:, FORMANT_F]
+        amp = p[:, FORMANT_A]
+        bw = self.bandwidths(fr)
+
+        # harmonic powers (N, K), spread onto the bins
+        fh = f0 * c["k"]
+        env_h = _ShapeSum.apply(fh, fr, bw, amp, c["neg_v"], c["neg_s"], c["base_v"])
+        gv_h = torch.pow(10.0, _GainDb.apply(fh, c["gain_v"]) / 10.0)
+        x = ((fh - dsp.TAPER_START_HZ) / (dsp.TAPER_END_HZ - dsp.TAPER_START_HZ)).clamp(0.0, 1.0)
+        taper = 0.5 + 0.5 * torch.cos(np.pi * x)
+        hp = alpha * (f0 / SAMPLE_RATE) * gv_h * env_h * taper
+        pv = _Spread.apply(hp, fh, c["win_v"], c["win_s"])
+
+        # noise part: the six voiced shapes and the unvoiced one in one pass over the bins
+        fr7 = torch.cat([fr, p[:, FU : FU + 1]], dim=1)
+        bw7 = torch.cat([bw, p[:, BU : BU + 1]], dim=1)
+        amp7 = torch.cat([amp, p[:, AU : AU + 1]], dim=1)
+        en = c["gn_b"] * _ShapeSum.apply(c["fb"], fr7, bw7, amp7, c["neg_v"], c["neg_s"], c["base_b"])
+        noise = (1.0 - alpha) * en
+        if not deterministic:
+            noise = noise * torch.empty_like(noise).exponential_(1.0, generator=generator)
+        return (loud * (pv + noise) + self.background).reshape(*lead, 256)
 
     def spectrogram_norm(self, params: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
         """Normalized-dB linear spectrogram (..., 256) in [-1, 1]."""
