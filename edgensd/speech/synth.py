@@ -72,12 +72,13 @@ class _ShapeSum(torch.autograd.Function):
         x = (f.unsqueeze(-1) - fr.unsqueeze(-2)).div_(bw.unsqueeze(-2))  # (N, M, n) offsets in bandwidths
         y = x.abs().add_(1.0)
         u = torch.log2(y).div_(dsp.SHAPE_KNOT_STEP)
-        torch.fmin(u, u.new_tensor(float(dsp.SHAPE_N_KNOTS - 1)), out=u)  # beyond the table (and NaN) -> last
+        last = float(dsp.SHAPE_N_KNOTS - 1)
+        u.clamp_(max=last).nan_to_num_(nan=last)  # beyond the table (or NaN): the last column
         i0 = torch.floor(u)
         frac = u.sub_(i0)
-        idx = i0.add_(base).long()
-        ns = neg_s.take(idx)
-        s = torch.addcmul(neg_v.take(idx), ns, frac).exp_()  # exp(-g), 0 beyond the table
+        idx = i0.add_(base).long().view(-1)
+        ns = neg_s.index_select(0, idx).view(frac.shape)  # index_select: far faster than take/index on CPU
+        s = torch.addcmul(neg_v.index_select(0, idx).view(frac.shape), ns, frac).exp_()  # exp(-g); 0 beyond
         ctx.save_for_backward(s, ns, y, x, amp, bw)
         return (s @ amp.unsqueeze(-1)).squeeze(-1)
 
@@ -140,49 +141,69 @@ def _clenshaw(c, y: torch.Tensor, chebyshev_u: bool) -> torch.Tensor:
 class _Spread(torch.autograd.Function):
     """Harmonic powers spread onto the 256 bins with the window response ``T``; shape (N, 256).
 
-    Inputs: ``hp`` (N, K) harmonic powers, ``f_hz`` (N, K) harmonic frequencies (Hz), ``win_v`` /
-    ``win_s`` (WIN_OVERSAMPLE, 2 WIN_HALF_BINS) the window table arranged by (table phase, tap): value at the
-    table knot and slope per knot step for the bins ``floor(pos) - WIN_HALF_BINS + 1 + tap``.
+    Harmonic ``k`` at ``p = f_k / BIN_HZ`` bins reaches the taps ``b = floor(p) - WIN_HALF_BINS + 1 + j``,
+    ``j < 2 WIN_HALF_BINS``, at signed offsets ``t = WIN_OVERSAMPLE (f_k - f_b) / BIN_HZ`` knot steps, which split
+    into the harmonic's phase ``WIN_OVERSAMPLE p mod WIN_OVERSAMPLE`` (shared by its taps) and the tap: so one
+    row of a (phase, tap) table gives ``T(|t|)`` as value + slope x fraction, with no per-tap abs or floor.
+
+    Inputs: ``hp`` (N, K) harmonic powers; ``f_hz`` (N, K) harmonic frequencies (Hz); ``win_v`` / ``win_s``
+    flat (WIN_OVERSAMPLE + 2) x 2 WIN_HALF_BINS tables from :func:`_window_rows`; ``bin_err`` (256 + 2 pad,)
+    each bin's stored frequency minus ``b BIN_HZ``, in knot steps (the float32 rounding of the bin grid, which
+    the reference's ``|f_b - f_k|`` includes; it can move a tap across a knot, so the row is picked per tap).
     """
 
     @staticmethod
-    def forward(ctx, hp, f_hz, win_v, win_s):
+    def forward(ctx, hp, f_hz, win_v, win_s, bin_err):
         n, k = hp.shape
-        q = f_hz.double() * (dsp.WIN_OVERSAMPLE / BIN_HZ)  # float64: phase as exact as |f_bin - f_k| / BIN_HZ
+        q = f_hz.double() * (dsp.WIN_OVERSAMPLE / BIN_HZ)  # float64: the phase as exact as |f_b - f_k| is
         qi = torch.floor(q)
         frac = q.sub_(qi).to(f_hz.dtype).unsqueeze(-1)
         qi = qi.long()
-        phase = torch.remainder(qi, dsp.WIN_OVERSAMPLE).view(-1)
-        rows_s = win_s.index_select(0, phase).view(n, k, _SPREAD_TAPS)
-        val = torch.addcmul(win_v.index_select(0, phase).view(n, k, _SPREAD_TAPS), rows_s, frac)
         width = 256 + 2 * _SPREAD_PAD
         first = torch.div(qi, dsp.WIN_OVERSAMPLE, rounding_mode="floor").add_(_SPREAD_PAD - dsp.WIN_HALF_BINS + 1)
         first.clamp_(0, width - _SPREAD_TAPS)  # far above the band: spare columns, cut off below
-        col = (first.unsqueeze(-1) + torch.arange(_SPREAD_TAPS, device=hp.device)).view(n, -1)
+        taps = torch.arange(_SPREAD_TAPS, device=hp.device)
+        col = (first.unsqueeze(-1) + taps).view(n, -1)
+        frac = frac - bin_err.index_select(0, col.view(-1)).view(n, k, _SPREAD_TAPS)  # in (-1, 2)
+        step = torch.floor(frac)  # -1, 0 or 1: the tap's offset crossed a knot
+        frac.sub_(step)
+        row = torch.remainder(qi, dsp.WIN_OVERSAMPLE).add_(1).mul_(_SPREAD_TAPS).unsqueeze(-1).to(frac.dtype)
+        idx = step.mul_(_SPREAD_TAPS).add_(row).add_(taps.to(frac.dtype)).long().view(-1)
+        slope = win_s.index_select(0, idx).view(n, k, _SPREAD_TAPS)
+        val = torch.addcmul(win_v.index_select(0, idx).view(n, k, _SPREAD_TAPS), slope, frac)
         out = hp.new_zeros(n, width).scatter_add_(1, col, (val * hp.unsqueeze(-1)).view(n, -1))
-        ctx.save_for_backward(hp, val, rows_s, col)
+        ctx.save_for_backward(hp, val, slope, col)
         return out[:, _SPREAD_PAD : _SPREAD_PAD + 256]
 
     @staticmethod
     def backward(ctx, grad):
-        hp, val, rows_s, col = ctx.saved_tensors
+        hp, val, slope, col = ctx.saved_tensors
         n, k = hp.shape
         gp = F.pad(grad, (_SPREAD_PAD, _SPREAD_PAD)).gather(1, col).view(n, k, _SPREAD_TAPS)
         grad_hp = (gp * val).sum(-1) if ctx.needs_input_grad[0] else None
-        grad_f = (gp * rows_s).sum(-1).mul_(hp).mul_(dsp.WIN_OVERSAMPLE / BIN_HZ) if ctx.needs_input_grad[1] else None
-        return grad_hp, grad_f, None, None
+        grad_f = (gp * slope).sum(-1).mul_(hp).mul_(dsp.WIN_OVERSAMPLE / BIN_HZ) if ctx.needs_input_grad[1] else None
+        return grad_hp, grad_f, None, None, None
 
 
 def _window_rows(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Arrange the window table for :class:`_Spread`: (value, slope), each (WIN_OVERSAMPLE, 2 WIN_HALF_BINS)."""
+    """Arrange the window table for :class:`_Spread`.
+
+    Returns ``(value, slope)``, each flat float64 of (WIN_OVERSAMPLE + 2) x 2 WIN_HALF_BINS: row ``r`` (phase
+    ``r - 1``, so -1 .. WIN_OVERSAMPLE) and tap ``j`` hold ``T(|t|)`` for the signed offset
+    ``t = A + e``, ``A = WIN_OVERSAMPLE (WIN_HALF_BINS - 1 - j) + r - 1``, ``0 <= e < 1``: ``T(|t|) = value + slope e``;
+    0 from ``|t| >= WIN_HALF_BINS WIN_OVERSAMPLE`` on, as the reference's lookup.
+    """
     os_, half = dsp.WIN_OVERSAMPLE, dsp.WIN_HALF_BINS
     t = np.asarray(table, np.float64)
-    i = np.arange(os_)[:, None]
-    j = np.arange(2 * half)[None, :]
-    below = j < half  # bins at or below the harmonic: offset (half - 1 - j) bins + phase
-    a = np.where(below, os_ * (half - 1 - j) + i, os_ * (j - half + 1) - i)
-    nxt = np.where(below, a + 1, a - 1)  # the knot the interpolation moves to as the phase grows
-    return t[a], t[nxt] - t[a]
+    last = half * os_  # |t| must stay below this
+    a = os_ * (half - 1 - np.arange(2 * half))[None, :] + np.arange(-1, os_ + 1)[:, None]
+    value = np.zeros(a.shape)
+    slope = np.zeros(a.shape)
+    up = (a >= 0) & (a < last)  # |t| = a + e grows with e
+    value[up], slope[up] = t[a[up]], t[a[up] + 1] - t[a[up]]
+    down = (a < 0) & (-a <= last)  # |t| = -a - e shrinks with e (strictly inside the table for e > 0)
+    value[down], slope[down] = t[-a[down]], t[-a[down] - 1] - t[-a[down]]
+    return value.reshape(-1), slope.reshape(-1)
 
 
 class Synthesizer(nn.Module):
@@ -344,6 +365,8 @@ class Synthesizer(nn.Module):
             neg_s = torch.cat([-(g[:, 1:] - g[:, :-1]), g.new_zeros(g.shape[0], 1)], dim=1)
             win_v, win_s = _window_rows(self.win_table.cpu().numpy())
             fb = self.bin_hz.to(dtype)
+            err = (self.bin_hz.double() - torch.arange(256, dtype=torch.float64, device=device) * BIN_HZ) / BIN_HZ
+            bin_err = F.pad(err * dsp.WIN_OVERSAMPLE, (_SPREAD_PAD, _SPREAD_PAD))
             cache = {
                 "neg_v": neg_v.reshape(-1).to(dtype),
                 "neg_s": neg_s.reshape(-1).to(dtype),
@@ -351,6 +374,7 @@ class Synthesizer(nn.Module):
                 "base_b": torch.arange(N_FORMANTS + 1, device=device, dtype=dtype) * n,  # + the unvoiced shape
                 "win_v": torch.as_tensor(win_v, dtype=dtype, device=device),
                 "win_s": torch.as_tensor(win_s, dtype=dtype, device=device),
+                "bin_err": bin_err.to(dtype),
                 "gain_v": self.gain_v.detach().to(dtype),
                 "gn_b": torch.pow(10.0, self._gain_db(self.gain_n.to(dtype), fb) / 10.0),
                 "fb": fb.unsqueeze(0),
@@ -382,7 +406,7 @@ class Synthesizer(nn.Module):
         x = ((fh - dsp.TAPER_START_HZ) / (dsp.TAPER_END_HZ - dsp.TAPER_START_HZ)).clamp(0.0, 1.0)
         taper = 0.5 + 0.5 * torch.cos(np.pi * x)
         hp = alpha * (f0 / SAMPLE_RATE) * gv_h * env_h * taper
-        pv = _Spread.apply(hp, fh, c["win_v"], c["win_s"])
+        pv = _Spread.apply(hp, fh, c["win_v"], c["win_s"], c["bin_err"])
 
         # noise part: the six voiced shapes and the unvoiced one in one pass over the bins
         fr7 = torch.cat([fr, p[:, FU : FU + 1]], dim=1)
