@@ -69,31 +69,34 @@ class _ShapeSum(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, f, fr, bw, amp, neg_v, neg_s, base):
-        x = (f.unsqueeze(-1) - fr.unsqueeze(-2)).div_(bw.unsqueeze(-2))  # (N, M, n) offsets in bandwidths
+        # few (N, M, n) buffers, reused in place: each fresh one costs page faults as well as a pass
+        x = (f.unsqueeze(-1) - fr.unsqueeze(-2)).div_(bw.unsqueeze(-2))  # offsets in bandwidths
         y = x.abs().add_(1.0)
-        u = torch.log2(y).div_(dsp.SHAPE_KNOT_STEP)
+        u = torch.log2(y, out=y).div_(dsp.SHAPE_KNOT_STEP)
         last = float(dsp.SHAPE_N_KNOTS - 1)
         u.clamp_(max=last).nan_to_num_(nan=last)  # beyond the table (or NaN): the last column
-        i0 = torch.floor(u)
-        frac = u.sub_(i0)
-        idx = i0.add_(base).long().view(-1)
+        knot = torch.floor(u)
+        frac = u.sub_(knot)
+        idx = knot.add_(base).long().view(-1)
         ns = neg_s.index_select(0, idx).view(frac.shape)  # index_select: far faster than take/index on CPU
-        s = torch.addcmul(neg_v.index_select(0, idx).view(frac.shape), ns, frac).exp_()  # exp(-g); 0 beyond
-        ctx.save_for_backward(s, ns, y, x, amp, bw)
-        return (s @ amp.unsqueeze(-1)).squeeze(-1)
+        s = torch.index_select(neg_v, 0, idx, out=knot.view(-1)).view(frac.shape)
+        s.addcmul_(ns, frac).exp_()  # exp(-g); 0 beyond the table
+        ctx.save_for_backward(s, ns, x, amp, bw)
+        return (amp.unsqueeze(-2) @ s.transpose(-1, -2)).squeeze(-2)  # (N, 1, n) @ (N, n, M): BLAS, no copy
 
     @staticmethod
     def backward(ctx, grad):
-        s, ns, y, x, amp, bw = ctx.saved_tensors
+        s, ns, x, amp, bw = ctx.saved_tensors
         g = grad.unsqueeze(-2)  # (N, 1, M)
         # ds/dx = -s g'(u) du/dx, with du/dx = sign(x) / ((1 + |x|) ln2 step); 0 at x = 0 (as autograd's abs)
-        dsdx = (s * ns).div_(y).mul_(torch.sign(x)).mul_(_SHAPE_DU_DX)
+        dsdx = x.abs().add_(1.0)
+        torch.div(s, dsdx, out=dsdx).mul_(ns).mul_(torch.sign(x)).mul_(_SHAPE_DU_DX)
         grad_f = grad_fr = grad_bw = grad_amp = None
         if ctx.needs_input_grad[3]:
             grad_amp = (g @ s).squeeze(-2)
         coef = amp / bw  # dx/dF = -1/B, dx/dB = -x/B, dx/df = 1/B
         if ctx.needs_input_grad[0]:
-            grad_f = (dsdx @ coef.unsqueeze(-1)).squeeze(-1).mul_(grad)
+            grad_f = (coef.unsqueeze(-2) @ dsdx.transpose(-1, -2)).squeeze(-2).mul_(grad)
         if ctx.needs_input_grad[1]:
             grad_fr = -coef * (g @ dsdx).squeeze(-2)
         if ctx.needs_input_grad[2]:
@@ -133,9 +136,10 @@ def _clenshaw(c, y: torch.Tensor, chebyshev_u: bool) -> torch.Tensor:
     y2 = 2.0 * y
     b1 = torch.zeros_like(y)
     b2 = torch.zeros_like(y)
-    for cm in reversed(c[1:]):
-        b1, b2 = torch.addcmul(cm - b2, y2, b1), b1
-    return torch.addcmul(c[0] - b2, y2 if chebyshev_u else y, b1)
+    for cm in reversed(c[1:]):  # b_m = c_m + 2 y b_{m+1} - b_{m+2}, in place in two rotating buffers
+        torch.sub(cm, b2, out=b2).addcmul_(y2, b1)
+        b1, b2 = b2, b1
+    return torch.sub(c[0], b2, out=b2).addcmul_(y2 if chebyshev_u else y, b1)
 
 
 class _Spread(torch.autograd.Function):
