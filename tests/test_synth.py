@@ -371,9 +371,20 @@ def test_frozen_functions_gradcheck_float64():
     )
     f = (torch.rand(n, 40, generator=g, dtype=torch.float64) * 8000).requires_grad_(True)
     assert torch.autograd.gradcheck(lambda f_: synth_mod._GainDb.apply(f_, c["gain_v"]), (f,))
-    hp = torch.rand(n, s.n_harmonics, generator=g, dtype=torch.float64).requires_grad_(True)
+    # one harmonic per (frame, harmonic) pair, as the frozen path calls them; harmonics of frames 0 and 2 only
+    pairs = torch.tensor([0, 1, 2, 3, 40, 72, 2 * s.n_harmonics + 5, 2 * s.n_harmonics + 6])
+    frame_of = torch.div(pairs, s.n_harmonics, rounding_mode="floor")
+    fh_p = fh.detach().reshape(-1)[pairs].requires_grad_(True)
+    amp_p = amp.detach()[frame_of].requires_grad_(True)
     assert torch.autograd.gradcheck(
-        lambda h, f_: synth_mod._Spread.apply(h, f_, c["win_v"], c["win_s"], c["bin_err"]), (hp, fh)
+        lambda f_, c_: shape_sum(
+            f_.unsqueeze(1), fr.detach()[frame_of], bw.detach()[frame_of], c_, c["neg_v"], c["neg_s"], c["base_v"]
+        ),
+        (fh_p, amp_p),
+    )
+    hp = torch.rand(pairs.shape[0], generator=g, dtype=torch.float64).requires_grad_(True)
+    assert torch.autograd.gradcheck(
+        lambda h, f_: synth_mod._Spread.apply(h, f_, frame_of, n, c["win_v"], c["win_s"], c["bin_err"]), (hp, fh_p)
     )
 
 

@@ -82,26 +82,39 @@ class _ShapeSum(torch.autograd.Function):
         s = torch.index_select(neg_v, 0, idx, out=knot.view(-1)).view(frac.shape)
         s.addcmul_(ns, frac).exp_()  # exp(-g); 0 beyond the table
         ctx.save_for_backward(s, ns, x, amp, bw)
-        return (amp.unsqueeze(-2) @ s.transpose(-1, -2)).squeeze(-2)  # (N, 1, n) @ (N, n, M): BLAS, no copy
+        return _sum_shapes(amp, s)
 
     @staticmethod
     def backward(ctx, grad):
         s, ns, x, amp, bw = ctx.saved_tensors
-        g = grad.unsqueeze(-2)  # (N, 1, M)
         # ds/dx = -s g'(u) du/dx, with du/dx = sign(x) / ((1 + |x|) ln2 step); 0 at x = 0 (as autograd's abs)
         dsdx = x.abs().add_(1.0)
         torch.div(s, dsdx, out=dsdx).mul_(ns).mul_(torch.sign(x)).mul_(_SHAPE_DU_DX)
         grad_f = grad_fr = grad_bw = grad_amp = None
         if ctx.needs_input_grad[3]:
-            grad_amp = (g @ s).squeeze(-2)
+            grad_amp = _sum_freqs(grad, s)
         coef = amp / bw  # dx/dF = -1/B, dx/dB = -x/B, dx/df = 1/B
         if ctx.needs_input_grad[0]:
-            grad_f = (coef.unsqueeze(-2) @ dsdx.transpose(-1, -2)).squeeze(-2).mul_(grad)
+            grad_f = _sum_shapes(coef, dsdx).mul_(grad)
         if ctx.needs_input_grad[1]:
-            grad_fr = -coef * (g @ dsdx).squeeze(-2)
+            grad_fr = -coef * _sum_freqs(grad, dsdx)
         if ctx.needs_input_grad[2]:
-            grad_bw = -coef * (g @ dsdx.mul_(x)).squeeze(-2)
+            grad_bw = -coef * _sum_freqs(grad, dsdx.mul_(x))
         return grad_f, grad_fr, grad_bw, grad_amp, None, None, None
+
+
+def _sum_shapes(w: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """``sum_i w[n, i] t[n, m, i]``, shape (N, M): BLAS on the transposed view, elementwise when M = 1."""
+    if t.shape[-2] == 1:
+        return (t.squeeze(-2) * w).sum(-1, keepdim=True)
+    return (w.unsqueeze(-2) @ t.transpose(-1, -2)).squeeze(-2)
+
+
+def _sum_freqs(g: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """``sum_m g[n, m] t[n, m, i]``, shape (N, n)."""
+    if t.shape[-2] == 1:
+        return t.squeeze(-2) * g
+    return (g.unsqueeze(-2) @ t).squeeze(-2)
 
 
 class _GainDb(torch.autograd.Function):
@@ -150,15 +163,16 @@ class _Spread(torch.autograd.Function):
     into the harmonic's phase ``WIN_OVERSAMPLE p mod WIN_OVERSAMPLE`` (shared by its taps) and the tap: so one
     row of a (phase, tap) table gives ``T(|t|)`` as value + slope x fraction, with no per-tap abs or floor.
 
-    Inputs: ``hp`` (N, K) harmonic powers; ``f_hz`` (N, K) harmonic frequencies (Hz); ``win_v`` / ``win_s``
-    flat (WIN_OVERSAMPLE + 2) x 2 WIN_HALF_BINS tables from :func:`_window_rows`; ``bin_err`` (256 + 2 pad,)
-    each bin's stored frequency minus ``b BIN_HZ``, in knot steps (the float32 rounding of the bin grid, which
-    the reference's ``|f_b - f_k|`` includes; it can move a tap across a knot, so the row is picked per tap).
+    Inputs: ``hp`` (P,) powers and ``f_hz`` (P,) frequencies (Hz) of P harmonics, ``frame`` (P,) int64 the
+    frame each belongs to, ``n_frames``; ``win_v`` / ``win_s`` flat (WIN_OVERSAMPLE + 2) x 2 WIN_HALF_BINS
+    tables from :func:`_window_rows`; ``bin_err`` (256 + 2 pad,) each bin's stored frequency minus ``b BIN_HZ``,
+    in knot steps (the float32 rounding of the bin grid, which the reference's ``|f_b - f_k|`` includes; it can
+    move a tap across a knot, so the row is picked per tap).
     """
 
     @staticmethod
-    def forward(ctx, hp, f_hz, win_v, win_s, bin_err):
-        n, k = hp.shape
+    def forward(ctx, hp, f_hz, frame, n_frames, win_v, win_s, bin_err):
+        n = hp.shape[0]
         q = f_hz.double() * (dsp.WIN_OVERSAMPLE / BIN_HZ)  # float64: the phase as exact as |f_b - f_k| is
         qi = torch.floor(q)
         frac = q.sub_(qi).to(f_hz.dtype).unsqueeze(-1)
@@ -167,26 +181,26 @@ class _Spread(torch.autograd.Function):
         first = torch.div(qi, dsp.WIN_OVERSAMPLE, rounding_mode="floor").add_(_SPREAD_PAD - dsp.WIN_HALF_BINS + 1)
         first.clamp_(0, width - _SPREAD_TAPS)  # far above the band: spare columns, cut off below
         taps = torch.arange(_SPREAD_TAPS, device=hp.device)
-        col = (first.unsqueeze(-1) + taps).view(n, -1)
-        frac = frac - bin_err.index_select(0, col.view(-1)).view(n, k, _SPREAD_TAPS)  # in (-1, 2)
+        col = first.unsqueeze(-1) + taps  # (P, taps)
+        frac = frac - bin_err.index_select(0, col.view(-1)).view(n, _SPREAD_TAPS)  # in (-1, 2)
         step = torch.floor(frac)  # -1, 0 or 1: the tap's offset crossed a knot
         frac.sub_(step)
         row = torch.remainder(qi, dsp.WIN_OVERSAMPLE).add_(1).mul_(_SPREAD_TAPS).unsqueeze(-1).to(frac.dtype)
         idx = step.mul_(_SPREAD_TAPS).add_(row).add_(taps.to(frac.dtype)).long().view(-1)
-        slope = win_s.index_select(0, idx).view(n, k, _SPREAD_TAPS)
-        val = torch.addcmul(win_v.index_select(0, idx).view(n, k, _SPREAD_TAPS), slope, frac)
-        out = hp.new_zeros(n, width).scatter_add_(1, col, (val * hp.unsqueeze(-1)).view(n, -1))
-        ctx.save_for_backward(hp, val, slope, col)
-        return out[:, _SPREAD_PAD : _SPREAD_PAD + 256]
+        slope = win_s.index_select(0, idx).view(n, _SPREAD_TAPS)
+        val = torch.addcmul(win_v.index_select(0, idx).view(n, _SPREAD_TAPS), slope, frac)
+        dest = col.add_((frame * width).unsqueeze(-1)).view(-1)  # into the (n_frames, width) output, flat
+        out = hp.new_zeros(n_frames * width).index_add_(0, dest, (val * hp.unsqueeze(-1)).view(-1))
+        ctx.save_for_backward(hp, val, slope, dest)
+        return out.view(n_frames, width)[:, _SPREAD_PAD : _SPREAD_PAD + 256]
 
     @staticmethod
     def backward(ctx, grad):
-        hp, val, slope, col = ctx.saved_tensors
-        n, k = hp.shape
-        gp = F.pad(grad, (_SPREAD_PAD, _SPREAD_PAD)).gather(1, col).view(n, k, _SPREAD_TAPS)
+        hp, val, slope, dest = ctx.saved_tensors
+        gp = F.pad(grad, (_SPREAD_PAD, _SPREAD_PAD)).view(-1).index_select(0, dest).view(val.shape)
         grad_hp = (gp * val).sum(-1) if ctx.needs_input_grad[0] else None
         grad_f = (gp * slope).sum(-1).mul_(hp).mul_(dsp.WIN_OVERSAMPLE / BIN_HZ) if ctx.needs_input_grad[1] else None
-        return grad_hp, grad_f, None, None, None
+        return grad_hp, grad_f, None, None, None, None, None
 
 
 def _window_rows(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -403,14 +417,27 @@ class Synthesizer(nn.Module):
         amp = p[:, FORMANT_A]
         bw = self.bandwidths(fr)
 
-        # harmonic powers (N, K), spread onto the bins
+        # harmonic powers, spread onto the bins; only the harmonics up to TAPER_END_HZ: the taper makes the others
+        # exactly 0, with 0 gradient, and they are about half of the (N, K) grid for a mid-range f0
         fh = f0 * c["k"]
-        env_h = _ShapeSum.apply(fh, fr, bw, amp, c["neg_v"], c["neg_s"], c["base_v"])
+        pair = torch.nonzero((fh <= dsp.TAPER_END_HZ).view(-1)).squeeze(1)  # (P,) flat (frame, harmonic) index
+        frame = torch.div(pair, fh.shape[1], rounding_mode="floor")
+        fh = fh.view(-1).index_select(0, pair)
+        frame_f0 = f0.index_select(0, frame).squeeze(1)
+        env_h = _ShapeSum.apply(
+            fh.unsqueeze(1),
+            fr.index_select(0, frame),
+            bw.index_select(0, frame),
+            amp.index_select(0, frame),
+            c["neg_v"],
+            c["neg_s"],
+            c["base_v"],
+        ).squeeze(1)
         gv_h = torch.pow(10.0, _GainDb.apply(fh, c["gain_v"]) / 10.0)
         x = ((fh - dsp.TAPER_START_HZ) / (dsp.TAPER_END_HZ - dsp.TAPER_START_HZ)).clamp(0.0, 1.0)
         taper = 0.5 + 0.5 * torch.cos(np.pi * x)
-        hp = alpha * (f0 / SAMPLE_RATE) * gv_h * env_h * taper
-        pv = _Spread.apply(hp, fh, c["win_v"], c["win_s"], c["bin_err"])
+        hp = alpha.index_select(0, frame).squeeze(1) * (frame_f0 / SAMPLE_RATE) * gv_h * env_h * taper
+        pv = _Spread.apply(hp, fh, frame, p.shape[0], c["win_v"], c["win_s"], c["bin_err"])
 
         # noise part: the six voiced shapes and the unvoiced one in one pass over the bins
         fr7 = torch.cat([fr, p[:, FU : FU + 1]], dim=1)
