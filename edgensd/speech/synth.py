@@ -56,6 +56,7 @@ class SynthConfig(Config):
 _SHAPE_DU_DX = 1.0 / (np.log(2.0) * dsp.SHAPE_KNOT_STEP)  # du/d|x| = _SHAPE_DU_DX / (1 + |x|)
 _SPREAD_TAPS = 2 * dsp.WIN_HALF_BINS  # bins a harmonic reaches: |b - p| < WIN_HALF_BINS
 _SPREAD_PAD = _SPREAD_TAPS  # spare columns on each side of the 256 bins (low harmonics, far harmonics)
+_FROZEN_BLOCK = 512  # frames per block in the frozen path
 
 
 class _ShapeSum(torch.autograd.Function):
@@ -408,8 +409,17 @@ class Synthesizer(nn.Module):
         weight-only pieces and analytic derivatives w.r.t. the params (see :class:`_ShapeSum`,
         :class:`_GainDb`, :class:`_Spread`)."""
         c = self._frozen_cache(params.dtype, params.device)
-        lead = params.shape[:-1]
         p = params.reshape(-1, N_PARAMS)
+        # blocks of frames: the (frames, 256, 7) temporaries of a block stay in cache; twice as fast as one block
+        # of 2048 frames here, while the per-block overhead is still small
+        parts = [self._frozen_block(q, c, deterministic, generator) for q in p.split(_FROZEN_BLOCK)]
+        power = parts[0] if len(parts) == 1 else torch.cat(parts)
+        return power.reshape(*params.shape[:-1], 256)
+
+    def _frozen_block(
+        self, p: torch.Tensor, c: dict, deterministic: bool, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        """:meth:`_forward_frozen` for params (N, 18); power (N, 256)."""
         f0 = p[:, F0 : F0 + 1]
         loud = torch.pow(10.0, p[:, LOUD : LOUD + 1] / 10.0)
         alpha = p[:, ALPHA : ALPHA + 1]
@@ -447,7 +457,7 @@ class Synthesizer(nn.Module):
         noise = (1.0 - alpha) * en
         if not deterministic:
             noise = noise * torch.empty_like(noise).exponential_(1.0, generator=generator)
-        return (loud * (pv + noise) + self.background).reshape(*lead, 256)
+        return loud * (pv + noise) + self.background
 
     def spectrogram_norm(self, params: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
         """Normalized-dB linear spectrogram (..., 256) in [-1, 1]."""
