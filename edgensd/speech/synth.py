@@ -78,7 +78,7 @@ class _ShapeSum(torch.autograd.Function):
         u.clamp_(max=last).nan_to_num_(nan=last)  # beyond the table (or NaN): the last column
         knot = torch.floor(u)
         frac = u.sub_(knot)
-        idx = knot.add_(base).long().view(-1)
+        idx = knot.add_(base).to(torch.int32).view(-1)  # int32: a fresh int64 buffer costs more than it saves
         ns = neg_s.index_select(0, idx).view(frac.shape)  # index_select: far faster than take/index on CPU
         s = torch.index_select(neg_v, 0, idx, out=knot.view(-1)).view(frac.shape)
         s.addcmul_(ns, frac).exp_()  # exp(-g); 0 beyond the table
