@@ -237,8 +237,11 @@ def perturbed(seed=1) -> Synthesizer:
     return s
 
 
-def random_params(n=512, seed=0, dtype=torch.float32) -> torch.Tensor:
-    """Physical params from standard-normal raw outputs (as a fresh decoder gives), shape (n, 18)."""
+def random_params(n=700, seed=0, dtype=torch.float32) -> torch.Tensor:
+    """Physical params from standard-normal raw outputs (as a fresh decoder gives), shape (n, 18).
+
+    The default n spans two of the frozen path's blocks of frames.
+    """
     raw = torch.randn(n, 18, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     return P.raw_to_physical(raw, V).to(dtype)
 
@@ -268,6 +271,7 @@ def _smooth_vjp(power_fn, params, seed=3):
 def test_frozen_path_equals_reference_in_float64(kind, realistic_params):
     s = perturbed().double().requires_grad_(False)
     params = random_params(dtype=torch.float64) if kind == "random" else realistic_params.double()
+    assert kind != "random" or params.shape[0] > synth_mod._FROZEN_BLOCK  # more than one block of frames
     got_p, got_g = _smooth_vjp(s, params)
     want_p, want_g = _smooth_vjp(lambda p: reference_power(s, p), params)
     np.testing.assert_allclose(got_p.numpy(), want_p.numpy(), rtol=1e-9)
@@ -313,7 +317,7 @@ def test_frozen_and_autograd_paths_agree_on_the_existing_cases():
 
 def test_frozen_stochastic_mode_draws_like_the_reference_path():
     s = perturbed()
-    x = torch.stack([frame(alpha=a) for a in (0.0, 0.5, 0.9)])
+    x = torch.cat([torch.stack([frame(alpha=a) for a in (0.0, 0.5, 0.9)]), random_params(1100)])  # three blocks
     want = s(x, deterministic=False, generator=torch.Generator().manual_seed(7)).detach()
     with torch.no_grad():
         got = s(x, deterministic=False, generator=torch.Generator().manual_seed(7))

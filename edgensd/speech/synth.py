@@ -141,8 +141,8 @@ class _GainDb(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        (dfdx,) = ctx.saved_tensors
-        return grad * dfdx, None
+        (dgain_df,) = ctx.saved_tensors
+        return grad * dgain_df, None
 
 
 def _clenshaw(c, y: torch.Tensor, chebyshev_u: bool) -> torch.Tensor:
@@ -157,7 +157,7 @@ def _clenshaw(c, y: torch.Tensor, chebyshev_u: bool) -> torch.Tensor:
 
 
 class _Spread(torch.autograd.Function):
-    """Harmonic powers spread onto the 256 bins with the window response ``T``; shape (N, 256).
+    """Harmonic powers spread onto the 256 bins with the window response ``T``; shape (n_frames, 256).
 
     Harmonic ``k`` at ``p = f_k / BIN_HZ`` bins reaches the taps ``b = floor(p) - WIN_HALF_BINS + 1 + j``,
     ``j < 2 WIN_HALF_BINS``, at signed offsets ``t = WIN_OVERSAMPLE (f_k - f_b) / BIN_HZ`` knot steps, which split
@@ -227,6 +227,12 @@ def _window_rows(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 class Synthesizer(nn.Module):
     """Parameters (physical units) → power spectrogram on the project's 256-bin STFT grid.
+
+    Two evaluations of the same model: while a weight needs a gradient (stage 1), one autograd graph
+    (:meth:`_forward_autograd`); otherwise (stage 2: frozen weights, or under ``torch.no_grad()``) a faster
+    path with the weight-only pieces cached and analytic derivatives w.r.t. the params
+    (:meth:`_forward_frozen`; a stage-2 step, forward + backward, costs 3.5-5x less, measured with
+    ``bench/bench_stage2_step.py``). They agree to float rounding.
 
     Parameters
     ----------
@@ -407,7 +413,12 @@ class Synthesizer(nn.Module):
     ) -> torch.Tensor:
         """Same model as :meth:`_forward_autograd` for weights that need no gradient (stage 2): cached
         weight-only pieces and analytic derivatives w.r.t. the params (see :class:`_ShapeSum`,
-        :class:`_GainDb`, :class:`_Spread`)."""
+        :class:`_GainDb`, :class:`_Spread`).
+
+        Every harmonic within the window's reach of a bin is counted; the reference formulation looks only
+        ``reach`` harmonics either side of the nearest one, which covers them all for f0 within the voice
+        range (as :func:`edgensd.params.raw_to_physical` gives) but may miss some far below it.
+        """
         c = self._frozen_cache(params.dtype, params.device)
         p = params.reshape(-1, N_PARAMS)
         # blocks of frames: the (frames, 256, 7) temporaries of a block stay in cache; twice as fast as one block
