@@ -230,12 +230,16 @@ def main(argv=None) -> int:
     if args.baseline_rev:
         rev = args.baseline_rev
         print(f"\n## synth + losses, current vs {rev} ({args.repeats} interleaved runs each, median s)\n")
-        print(f"| params | current wall | {rev} wall | ratio | current CPU | {rev} CPU | ratio |\n"
-              "|---|---:|---:|---:|---:|---:|---:|")
+        print(f"| params | current wall | {rev} wall | ratio | current CPU | {rev} CPU | ratio | paired CPU ratio |\n"
+              "|---|---:|---:|---:|---:|---:|---:|---:|")
         for set_name in sets:
             cw, bw = wall_med[("current", set_name)], wall_med[(rev, set_name)]
             cc, bc = cpu_med[("current", set_name)], cpu_med[(rev, set_name)]
-            print(f"| {set_name} | {cw:.3f} | {bw:.3f} | {bw / cw:.2f}x | {cc:.3f} | {bc:.3f} | {bc / cc:.2f}x |")
+            cur, base = cpu[("current", set_name)], cpu[(rev, set_name)]
+            paired = statistics.median(b / c for c, b in zip(cur, base, strict=True))
+            print(f"| {set_name} | {cw:.3f} | {bw:.3f} | {bw / cw:.2f}x | {cc:.3f} | {bc:.3f} | {bc / cc:.2f}x "
+                  f"| {paired:.2f}x |")
+        print("\n(paired: median over the rounds of the two CPU times' ratio within a round, robust to load drift)")
         print(f"\n## values, current vs {rev} (max abs differences on {n} frames; the loss gradient w.r.t. the raw "
               "params)\n")
         print("| params | power (rel) | lin norm dB | mel norm dB | loss | grad | max abs grad |\n"
