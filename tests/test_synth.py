@@ -413,3 +413,23 @@ def test_frozen_shapes_beyond_the_table_and_nan_offsets_are_zero():
     ).sum(-1)
     np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-6)
     assert got[0, 0] == pytest.approx(1.0) and got[0, 1] > 0 and got[0, 2] == 0 and got[0, 3] == 0
+
+
+def test_frozen_path_after_inference_mode_and_with_inference_weights():
+    s = perturbed().requires_grad_(False)
+    params = random_params(40)
+    with torch.inference_mode():  # the cache made here must still serve autograd afterwards
+        first = s(params)
+    raw = torch.randn(40, 18, generator=torch.Generator().manual_seed(8), requires_grad=True)
+    power = s(P.raw_to_physical(raw, V))
+    power.sum().backward()
+    assert torch.isfinite(raw.grad).all() and raw.grad.abs().sum() > 0
+    np.testing.assert_allclose(first.numpy(), reference_power(s, params).numpy(), rtol=2e-5)
+    with torch.inference_mode():  # weights without a version counter: nothing cached, still right
+        s2 = perturbed().requires_grad_(False)
+        got = s2(params)
+        s2.gain_n.add_(0.5)
+        changed = s2(params)
+    np.testing.assert_allclose(got.numpy(), first.numpy())
+    np.testing.assert_allclose(changed.numpy(), reference_power(s2, params).numpy(), rtol=2e-5)
+    assert not torch.allclose(changed, got)

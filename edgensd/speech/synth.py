@@ -378,12 +378,20 @@ class Synthesizer(nn.Module):
         return loud * (pv + noise) + self.background
 
     def _frozen_cache(self, dtype: torch.dtype, device: torch.device) -> dict:
-        """Weight-only pieces for :meth:`_forward_frozen`, recomputed when a weight or buffer changes."""
+        """Weight-only pieces for :meth:`_forward_frozen`, recomputed when a weight or buffer changes.
+
+        Changes are seen through the tensors' version counters (in-place updates: optimizer steps,
+        ``load_state_dict``) and storage (reassignment). Weights made in inference mode have no version counter:
+        then nothing is kept. The pieces are ordinary tensors even when made in inference mode, so that a later
+        call with autograd can use them.
+        """
         tensors = [*self.parameters(), *self.buffers()]
-        key = (dtype, device, tuple((id(t), t.data_ptr(), t._version) for t in tensors))
-        if getattr(self, "_cache_key", None) == key:
-            return self._cache
-        with torch.no_grad():
+        key = None
+        if not any(t.is_inference() for t in tensors):
+            key = (dtype, device, tuple((id(t), t.data_ptr(), t._version) for t in tensors))
+            if getattr(self, "_cache_key", None) == key:
+                return self._cache
+        with torch.inference_mode(False), torch.no_grad():
             n = dsp.SHAPE_N_KNOTS
             g = self.shape_tables().to(torch.float64)
             neg_v = torch.cat([-g[:, :-1], g.new_full((g.shape[0], 1), -1e30)], dim=1)  # exp(-1e30) = 0
