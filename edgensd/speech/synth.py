@@ -64,37 +64,36 @@ class _ShapeSum(torch.autograd.Function):
 
     Inputs: ``f`` (N or 1, M) Hz, ``fr`` / ``bw`` / ``amp`` (N, n) Hz, Hz, linear; ``neg_v`` / ``neg_s`` flat
     tables of ``-g`` at the knot below and ``-(g[j+1] - g[j])`` per knot step (one row of SHAPE_N_KNOTS per
-    shape, the last column 'beyond the table': value -1e30, slope 0); ``base`` (n,) row offsets in the flat
-    tables (float, exact integers).
+    shape, the last column 'beyond the table': value -1e30, slope 0); ``base`` (n,) int32 row offsets in the
+    flat tables.
     """
 
     @staticmethod
     def forward(ctx, f, fr, bw, amp, neg_v, neg_s, base):
         # few (N, M, n) buffers, reused in place: each fresh one costs page faults as well as a pass
         x = (f.unsqueeze(-1) - fr.unsqueeze(-2)).div_(bw.unsqueeze(-2))  # offsets in bandwidths
-        y = x.abs().add_(1.0)
-        u = torch.log2(y, out=y).div_(dsp.SHAPE_KNOT_STEP)
+        u = x.abs().log1p_().mul_(_SHAPE_DU_DX)  # log2(1 + |x|) / step
         last = float(dsp.SHAPE_N_KNOTS - 1)
         u.clamp_(max=last).nan_to_num_(nan=last)  # beyond the table (or NaN): the last column
-        knot = torch.floor(u)
-        frac = u.sub_(knot)
-        idx = knot.add_(base).to(torch.int32).view(-1)  # int32: a fresh int64 buffer costs more than it saves
+        idx = u.to(torch.int32)  # the knot below (u >= 0); int32: a fresh int64 buffer costs more than it saves
+        frac = u.frac_()
+        idx = idx.add_(base).view(-1)
         ns = neg_s.index_select(0, idx).view(frac.shape)  # index_select: far faster than take/index on CPU
-        s = torch.index_select(neg_v, 0, idx, out=knot.view(-1)).view(frac.shape)
-        s.addcmul_(ns, frac).exp_()  # exp(-g); 0 beyond the table
+        s = neg_v.index_select(0, idx).view(frac.shape).addcmul_(ns, frac).exp_()  # exp(-g); 0 beyond the table
         ctx.save_for_backward(s, ns, x, amp, bw)
         return _sum_shapes(amp, s)
 
     @staticmethod
     def backward(ctx, grad):
         s, ns, x, amp, bw = ctx.saved_tensors
-        # ds/dx = -s g'(u) du/dx, with du/dx = sign(x) / ((1 + |x|) ln2 step); 0 at x = 0 (as autograd's abs)
+        # ds/dx = -s g'(u) du/dx, du/dx = sign(x) / ((1 + |x|) ln2 step): 0 at x = 0 (as autograd's abs); the
+        # constant 1 / (ln2 step) is in coef
         dsdx = x.abs().add_(1.0)
-        torch.div(s, dsdx, out=dsdx).mul_(ns).mul_(torch.sign(x)).mul_(_SHAPE_DU_DX)
+        torch.div(s, dsdx, out=dsdx).mul_(ns).mul_(torch.sign(x))
         grad_f = grad_fr = grad_bw = grad_amp = None
         if ctx.needs_input_grad[3]:
             grad_amp = _sum_freqs(grad, s)
-        coef = amp / bw  # dx/dF = -1/B, dx/dB = -x/B, dx/df = 1/B
+        coef = amp / bw * _SHAPE_DU_DX  # dx/dF = -1/B, dx/dB = -x/B, dx/df = 1/B
         if ctx.needs_input_grad[0]:
             grad_f = _sum_shapes(coef, dsdx).mul_(grad)
         if ctx.needs_input_grad[1]:
@@ -403,8 +402,8 @@ class Synthesizer(nn.Module):
             cache = {
                 "neg_v": neg_v.reshape(-1).to(dtype),
                 "neg_s": neg_s.reshape(-1).to(dtype),
-                "base_v": torch.arange(N_FORMANTS, device=device, dtype=dtype) * n,
-                "base_b": torch.arange(N_FORMANTS + 1, device=device, dtype=dtype) * n,  # + the unvoiced shape
+                "base_v": torch.arange(N_FORMANTS, device=device, dtype=torch.int32) * n,
+                "base_b": torch.arange(N_FORMANTS + 1, device=device, dtype=torch.int32) * n,  # + the unvoiced shape
                 "win_v": torch.as_tensor(win_v, dtype=dtype, device=device),
                 "win_s": torch.as_tensor(win_s, dtype=dtype, device=device),
                 "bin_err": bin_err.to(dtype),
