@@ -65,13 +65,18 @@ class _ShapeSum(torch.autograd.Function):
     Inputs: ``f`` (N or 1, M) Hz, ``fr`` / ``bw`` / ``amp`` (N, n) Hz, Hz, linear; ``neg_v`` / ``neg_s`` flat
     tables of ``-g`` at the knot below and ``-(g[j+1] - g[j])`` per knot step (one row of SHAPE_N_KNOTS per
     shape, the last column 'beyond the table': value -1e30, slope 0); ``base`` (n,) int32 row offsets in the
-    flat tables.
+    flat tables. The offsets are laid out (N, n, M), frequency last, so that the broadcasts of ``f`` and the
+    per-shape values run along contiguous memory; for M = 1 ((frame, harmonic) pairs) (N, 1, n).
     """
 
     @staticmethod
     def forward(ctx, f, fr, bw, amp, neg_v, neg_s, base):
-        # few (N, M, n) buffers, reused in place: each fresh one costs page faults as well as a pass
-        x = (f.unsqueeze(-1) - fr.unsqueeze(-2)).div_(bw.unsqueeze(-2))  # offsets in bandwidths
+        freq_last = f.shape[-1] > 1
+        if freq_last:  # offsets in bandwidths, (N, n, M)
+            x = (f.unsqueeze(-2) - fr.unsqueeze(-1)).div_(bw.unsqueeze(-1))
+            base = base.unsqueeze(-1)
+        else:  # (N, 1, n)
+            x = (f.unsqueeze(-1) - fr.unsqueeze(-2)).div_(bw.unsqueeze(-2))
         u = x.abs().log1p_().mul_(_SHAPE_DU_DX)  # log2(1 + |x|) / step
         last = float(dsp.SHAPE_N_KNOTS - 1)
         u.clamp_(max=last).nan_to_num_(nan=last)  # beyond the table (or NaN): the last column
@@ -81,7 +86,8 @@ class _ShapeSum(torch.autograd.Function):
         ns = neg_s.index_select(0, idx).view(frac.shape)  # index_select: far faster than take/index on CPU
         s = neg_v.index_select(0, idx).view(frac.shape).addcmul_(ns, frac).exp_()  # exp(-g); 0 beyond the table
         ctx.save_for_backward(s, ns, x, amp, bw)
-        return _sum_shapes(amp, s)
+        ctx.freq_last = freq_last
+        return _sum_shapes(amp, s, freq_last)
 
     @staticmethod
     def backward(ctx, grad):
@@ -91,30 +97,31 @@ class _ShapeSum(torch.autograd.Function):
         dsdx = x.abs().add_(1.0)
         torch.div(s, dsdx, out=dsdx).mul_(ns).mul_(torch.sign(x))
         grad_f = grad_fr = grad_bw = grad_amp = None
+        freq_last = ctx.freq_last
         if ctx.needs_input_grad[3]:
-            grad_amp = _sum_freqs(grad, s)
+            grad_amp = _sum_freqs(grad, s, freq_last)
         coef = amp / bw * _SHAPE_DU_DX  # dx/dF = -1/B, dx/dB = -x/B, dx/df = 1/B
         if ctx.needs_input_grad[0]:
-            grad_f = _sum_shapes(coef, dsdx).mul_(grad)
+            grad_f = _sum_shapes(coef, dsdx, freq_last).mul_(grad)
         if ctx.needs_input_grad[1]:
-            grad_fr = -coef * _sum_freqs(grad, dsdx)
+            grad_fr = -coef * _sum_freqs(grad, dsdx, freq_last)
         if ctx.needs_input_grad[2]:
-            grad_bw = -coef * _sum_freqs(grad, dsdx.mul_(x))
+            grad_bw = -coef * _sum_freqs(grad, dsdx.mul_(x), freq_last)
         return grad_f, grad_fr, grad_bw, grad_amp, None, None, None
 
 
-def _sum_shapes(w: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """``sum_i w[n, i] t[n, m, i]``, shape (N, M): BLAS on the transposed view, elementwise when M = 1."""
-    if t.shape[-2] == 1:
-        return (t.squeeze(-2) * w).sum(-1, keepdim=True)
-    return (w.unsqueeze(-2) @ t.transpose(-1, -2)).squeeze(-2)
+def _sum_shapes(w: torch.Tensor, t: torch.Tensor, freq_last: bool) -> torch.Tensor:
+    """``sum_i w[n, i] t[n, i, m]`` (freq_last, BLAS) or ``sum_i w[n, i] t[n, 0, i]`` (M = 1); shape (N, M)."""
+    if freq_last:
+        return (w.unsqueeze(-2) @ t).squeeze(-2)
+    return (t.squeeze(-2) * w).sum(-1, keepdim=True)
 
 
-def _sum_freqs(g: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """``sum_m g[n, m] t[n, m, i]``, shape (N, n)."""
-    if t.shape[-2] == 1:
-        return t.squeeze(-2) * g
-    return (g.unsqueeze(-2) @ t).squeeze(-2)
+def _sum_freqs(g: torch.Tensor, t: torch.Tensor, freq_last: bool) -> torch.Tensor:
+    """``sum_m g[n, m] t[n, i, m]`` (freq_last, BLAS on the transposed view) or ``g[n, 0] t[n, 0, i]``; (N, n)."""
+    if freq_last:
+        return (g.unsqueeze(-2) @ t.transpose(-1, -2)).squeeze(-2)
+    return t.squeeze(-2) * g
 
 
 class _GainDb(torch.autograd.Function):
