@@ -433,3 +433,22 @@ def test_frozen_path_after_inference_mode_and_with_inference_weights():
     np.testing.assert_allclose(got.numpy(), first.numpy())
     np.testing.assert_allclose(changed.numpy(), reference_power(s2, params).numpy(), rtol=2e-5)
     assert not torch.allclose(changed, got)
+
+
+def test_dispatch_frozen_weights_use_the_fast_path(monkeypatch):
+    s = perturbed()
+    params = random_params(30).requires_grad_(True)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the reference formulation ran")
+
+    assert s(params).requires_grad  # weights need a gradient: the reference formulation
+    monkeypatch.setattr(Synthesizer, "_forward_autograd", refuse)
+    with pytest.raises(AssertionError, match="reference formulation ran"):
+        s(params)
+    s.requires_grad_(False)  # as stage 2 freezes it
+    s(params).sum().backward()
+    assert params.grad.abs().sum() > 0
+    s.requires_grad_(True)
+    with torch.no_grad():
+        s(params)
