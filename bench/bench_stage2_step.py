@@ -14,8 +14,13 @@ first 32 of each out of the loss) is timed in two parts, each forward + backward
   speech model's synthesizer (frozen, as in stage 2).
 
 ``--baseline-rev REV`` also times ``edgensd/speech/synth.py`` as it was at git revision ``REV`` (same
-weights), interleaved with the current one, so the two are compared in one run on the same machine. Medians
-of ``--repeats`` runs after one warm-up; the figures move with machine load, the ratios much less.
+weights), interleaved with the current one, so the two are compared in one run on the same machine, on two
+parameter sets: the random one above and a realistic one (the demo speech model's encoder on real utterances,
+Allison prompts, with their true spectrograms as targets). For both it reports how far the two revisions'
+outputs are apart: power spectrogram, normalized-dB linear and mel spectrograms, loss, and the gradient of the
+loss w.r.t. the raw parameters (what stage 2 backpropagates). Medians of ``--repeats`` runs after one warm-up,
+in wall time and in this thread's CPU time (less sensitive to other processes on a shared machine); the
+figures move with machine load, the ratios much less. Steps per 30 minutes are 1800 s / (decoder + synth).
 """
 
 from __future__ import annotations
@@ -29,11 +34,12 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from _revs import import_file, source_at  # bench/ is sys.path[0] when run as a script
 
 from edgensd.decoders import get_decoder
-from edgensd.params import raw_to_physical
+from edgensd.params import physical_to_raw, raw_to_physical
 from edgensd.speech.model import load_speech_model
 from edgensd.speech.synth import Synthesizer, power_to_norm_t
 
@@ -41,6 +47,10 @@ REPO = Path(__file__).resolve().parents[1]
 SPEECH_MODEL = REPO / "edgensd" / "assets" / "demo" / "speech_model"
 ALL_MODELS = ("edge:c", "lstm:c", "lstm:nc", "resnet3d:c", "resnet3d:nc", "swin3d:c", "swin3d:nc")
 BATCH, CROP, WARMUP, N_ELECTRODES = 16, 160, 32, 64
+# real utterances for the realistic parameter set (Debian asterisk-core-sounds-en-g722), used in this order
+PROMPTS = ("demo-instruct", "demo-congrats", "demo-abouttotry", "demo-echotest", "demo-moreinfo", "demo-thanks",
+           "demo-nomatch", "demo-enterkeywords", "activated", "added", "call-waiting", "calling")
+BUDGET_S = 1800.0  # the 30-minute training budget
 
 
 def _median_time(fn, repeats: int) -> float:
@@ -51,6 +61,60 @@ def _median_time(fn, repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
+
+
+def _timed(fn) -> tuple[float, float]:
+    """Wall and this thread's CPU seconds of one call."""
+    w0, c0 = time.perf_counter(), time.thread_time()
+    fn()
+    return time.perf_counter() - w0, time.thread_time() - c0
+
+
+def _realistic_batch(sm, n: int):
+    """Raw params (n, 18) of the demo encoder on real speech, and the true linear (n, 256) / mel (n, 128) targets."""
+    from edgensd.csynth import speech_prompt
+    from edgensd.speech.evaluate import encode_audio
+    from edgensd.speech.features import audio_features
+
+    phys, spec, mel = [], [], []
+    for name in PROMPTS:
+        audio = speech_prompt(name)
+        feats = audio_features(audio, sm.config.voice)
+        params = encode_audio(sm, audio)[0]
+        m = min(len(params), len(feats.spec))
+        phys.append(params[:m])
+        spec.append(feats.spec[:m])
+        mel.append(feats.mel[:m])
+        if sum(len(p) for p in phys) >= n:
+            break
+    phys, spec, mel = (np.concatenate(a)[:n] for a in (phys, spec, mel))
+    if len(phys) < n:
+        raise RuntimeError(f"the prompts give {len(phys)} frames, fewer than {n}")
+    raw = torch.as_tensor(physical_to_raw(phys, sm.config.voice), dtype=torch.float32)
+    return raw, torch.as_tensor(spec, dtype=torch.float32), torch.as_tensor(mel, dtype=torch.float32)
+
+
+def _outputs(synth: Synthesizer, raw: torch.Tensor, voice, spec: torch.Tensor, mel: torch.Tensor) -> dict:
+    """One stage-2 synth + loss step's values: power, normalized dB spectrograms, loss and its raw gradient."""
+    r = raw.detach().clone().requires_grad_(True)
+    power = synth(raw_to_physical(r, voice))
+    lin, mel_n = power_to_norm_t(power), synth.mel_norm_from_power(power)
+    loss = (lin - spec).abs().mean() + (mel_n - mel).abs().mean()
+    loss.backward()
+    return {"power": power.detach(), "lin": lin.detach(), "mel": mel_n.detach(), "loss": loss.detach(), "grad": r.grad}
+
+
+def _differences(a: dict, b: dict) -> dict:
+    """Max abs differences between two :func:`_outputs` (and the scales they compare to)."""
+    return {
+        "power_max_abs": (a["power"] - b["power"]).abs().max().item(),
+        "power_max_rel": ((a["power"] - b["power"]).abs() / b["power"].abs()).max().item(),
+        "lin_norm_max_abs": (a["lin"] - b["lin"]).abs().max().item(),
+        "mel_norm_max_abs": (a["mel"] - b["mel"]).abs().max().item(),
+        "loss_abs": (a["loss"] - b["loss"]).abs().item(),
+        "grad_max_abs": (a["grad"] - b["grad"]).abs().max().item(),
+        "grad_max": b["grad"].abs().max().item(),
+    }
 
 
 def _baseline_synth(rev: str, current: Synthesizer) -> Synthesizer:
@@ -107,22 +171,30 @@ def main(argv=None) -> int:
     spec = torch.rand(n, 256, generator=gen) * 2 - 1
     mel = torch.rand(n, 128, generator=gen) * 2 - 1
     synths = [("current", synth)]
+    sets = {"random": (raw, spec, mel)}
+    diffs = {}
     if args.baseline_rev:
         synths.append((args.baseline_rev, _baseline_synth(args.baseline_rev, synth)))
-        with torch.no_grad():  # same weights, same output
-            ref = synth(raw_to_physical(raw, voice))
-            diff = (synths[1][1](raw_to_physical(raw, voice)) - ref).abs().max().item()
-        print(f"# baseline {args.baseline_rev}: max abs power difference vs current {diff:.3g}")
-    steps = {name: _synth_step(s, raw, voice, spec, mel) for name, s in synths}
+        sets["realistic"] = _realistic_batch(sm, n)
+        for set_name, (r, sp, ml) in sets.items():
+            diffs[set_name] = _differences(_outputs(synth, r, voice, sp, ml), _outputs(synths[1][1], r, voice, sp, ml))
+    steps = {}
+    for name, s in synths:
+        for set_name, (r, sp, ml) in sets.items():
+            steps[(name, set_name)] = _synth_step(s, r.detach().clone().requires_grad_(True), voice, sp, ml)
     for step in steps.values():
         step()  # warm-up
-    synth_s = {name: [] for name in steps}
+    wall = {key: [] for key in steps}
+    cpu = {key: [] for key in steps}
     for _ in range(args.repeats):  # interleaved, so both see the same machine load
-        for name, step in steps.items():
-            t0 = time.perf_counter()
-            step()
-            synth_s[name].append(time.perf_counter() - t0)
-    synth_med = {name: statistics.median(v) for name, v in synth_s.items()}
+        for key, step in steps.items():
+            w, c = _timed(step)
+            wall[key].append(w)
+            cpu[key].append(c)
+    wall_med = {key: statistics.median(v) for key, v in wall.items()}
+    cpu_med = {key: statistics.median(v) for key, v in cpu.items()}
+    synth_med = {name: wall_med[(name, "random")] for name, _ in synths}
+    synth_s = {name: wall[(name, "random")] for name, _ in synths}
 
     rows = []
     x = torch.randn(BATCH, CROP, N_ELECTRODES, generator=gen)
@@ -132,21 +204,56 @@ def main(argv=None) -> int:
         model = get_decoder(arch, n_electrodes=N_ELECTRODES, causal=var == "c").train()
         dec = _median_time(_decoder_step(model, x), args.repeats)
         row = {"model": spec_m, "decoder_s": dec, "synth_s": synth_med["current"],
-               "synth_share": synth_med["current"] / (dec + synth_med["current"])}
+               "synth_share": synth_med["current"] / (dec + synth_med["current"]),
+               "steps_per_30min": BUDGET_S / (dec + synth_med["current"])}
+        if args.baseline_rev:
+            b = synth_med[args.baseline_rev]
+            row.update({"baseline_synth_s": b, "baseline_steps_per_30min": BUDGET_S / (dec + b)})
         rows.append(row)
 
     print(f"\n## one stage-2 step: decoder on ({BATCH}, {CROP}, {N_ELECTRODES}) vs synthesizer + losses on {n} "
           "frames, forward + backward, median s")
-    print("\n| model | decoder | synth + losses | synth share of the step |\n|---|---:|---:|---:|")
-    for r in rows:
-        print(f"| {r['model']} | {r['decoder_s']:.3f} | {r['synth_s']:.3f} | {100 * r['synth_share']:.0f} % |")
     if args.baseline_rev:
-        b = synth_med[args.baseline_rev]
-        print(f"\nsynth + losses: current {synth_med['current']:.3f} s, {args.baseline_rev} {b:.3f} s "
-              f"({b / synth_med['current']:.2f}x; {args.repeats} interleaved runs each)")
+        rev = args.baseline_rev
+        print(f"\n| model | decoder | synth + losses | synth share | step | steps / 30 min | {rev}: synth + losses "
+              f"| {rev}: step | {rev}: steps / 30 min |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for r in rows:
+            print(f"| {r['model']} | {r['decoder_s']:.3f} | {r['synth_s']:.3f} | {100 * r['synth_share']:.0f} % "
+                  f"| {r['decoder_s'] + r['synth_s']:.3f} | {r['steps_per_30min']:.0f} | {r['baseline_synth_s']:.3f} "
+                  f"| {r['decoder_s'] + r['baseline_synth_s']:.3f} | {r['baseline_steps_per_30min']:.0f} |")
+    else:
+        print("\n| model | decoder | synth + losses | synth share of the step | steps / 30 min |\n"
+              "|---|---:|---:|---:|---:|")
+        for r in rows:
+            print(f"| {r['model']} | {r['decoder_s']:.3f} | {r['synth_s']:.3f} | {100 * r['synth_share']:.0f} % "
+                  f"| {r['steps_per_30min']:.0f} |")
+    if args.baseline_rev:
+        rev = args.baseline_rev
+        print(f"\n## synth + losses, current vs {rev} ({args.repeats} interleaved runs each, median s)\n")
+        print(f"| params | current wall | {rev} wall | ratio | current CPU | {rev} CPU | ratio | paired CPU ratio |\n"
+              "|---|---:|---:|---:|---:|---:|---:|---:|")
+        for set_name in sets:
+            cw, bw = wall_med[("current", set_name)], wall_med[(rev, set_name)]
+            cc, bc = cpu_med[("current", set_name)], cpu_med[(rev, set_name)]
+            cur, base = cpu[("current", set_name)], cpu[(rev, set_name)]
+            paired = statistics.median(b / c for c, b in zip(cur, base, strict=True))
+            print(f"| {set_name} | {cw:.3f} | {bw:.3f} | {bw / cw:.2f}x | {cc:.3f} | {bc:.3f} | {bc / cc:.2f}x "
+                  f"| {paired:.2f}x |")
+        print("\n(paired: median over the rounds of the two CPU times' ratio within a round, robust to load drift)")
+        print(f"\n## values, current vs {rev} (max abs differences on {n} frames; the loss gradient w.r.t. the raw "
+              "params)\n")
+        print("| params | power (rel) | lin norm dB | mel norm dB | loss | grad | max abs grad |\n"
+              "|---|---:|---:|---:|---:|---:|---:|")
+        for set_name, d in diffs.items():
+            print(f"| {set_name} | {d['power_max_abs']:.3g} ({d['power_max_rel']:.2g}) | {d['lin_norm_max_abs']:.3g} "
+                  f"| {d['mel_norm_max_abs']:.3g} | {d['loss_abs']:.3g} | {d['grad_max_abs']:.3g} "
+                  f"| {d['grad_max']:.3g} |")
     if args.json:
+        timing = {f"{name}/{set_name}": {"wall_s": wall[(name, set_name)], "cpu_s": cpu[(name, set_name)]}
+                  for name, set_name in steps}
         Path(args.json).write_text(json.dumps({"rows": rows, "synth_s": synth_s, "synth_median_s": synth_med,
-                                               "threads": args.threads}, indent=2) + "\n")
+                                               "timing": timing, "differences": diffs, "threads": args.threads},
+                                              indent=2) + "\n")
     return 0
 
 
