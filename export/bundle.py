@@ -271,14 +271,28 @@ def _json_attr(v):
     return v
 
 
+def _stats_from_file(path: str) -> dict | None:
+    """z-scoring statistics a participant file records: ``highgamma_stats`` (``edgensd prepare``) or the
+    simulator's ``sim_highgamma_mean`` / ``sim_highgamma_std`` extras; None when it records neither."""
+    from edgensd.data.participant import load_participant
+
+    p = load_participant(path, load_extras=True)
+    stats = _json_attr(p.attrs.get("highgamma_stats"))
+    if stats is None and "sim_highgamma_mean" in p.extras and "sim_highgamma_std" in p.extras:
+        stats = {"mean": [float(v) for v in p.extras["sim_highgamma_mean"]],
+                 "std": [float(v) for v in p.extras["sim_highgamma_std"]],
+                 "source": f"{path}: extras sim_highgamma_mean / sim_highgamma_std (simulated recording)"}
+    return stats
+
+
 def _features(td, calib_file: str | None) -> dict:
     part = dict(td.info.get("participant") or {})
     hg_config = _json_attr(part.get("highgamma_config"))
     hg_stats = _json_attr(part.get("highgamma_stats"))
-    if hg_stats is None and calib_file:
-        from edgensd.data.participant import load_participant
-
-        hg_stats = _json_attr(load_participant(calib_file).attrs.get("highgamma_stats"))
+    train_file = td.train_config.data
+    for f in (train_file, calib_file):
+        if hg_stats is None and f and Path(f).is_file():
+            hg_stats = _stats_from_file(f)
     return {
         "n_electrodes": int(td.decoder.n_electrodes),
         "frame_rate_hz": 125.0,

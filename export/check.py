@@ -42,10 +42,12 @@ class _TorchPipe:
         self.decoder, self.voice, self.synth = decoder, voice, synth
 
     def decode(self, frames):
+        """Stream the frames one at a time with carried state (look-ahead flushed at the end)."""
         import torch
 
+        x = torch.from_numpy(np.ascontiguousarray(frames, np.float32))[None]
         with torch.no_grad():
-            raw = self.decoder(torch.from_numpy(np.ascontiguousarray(frames, np.float32))[None])[0].numpy()
+            raw = torch.cat(list(self.decoder.stream(x[:, t : t + 1] for t in range(x.shape[1]))), 1)[0].numpy()
         return raw, raw_to_physical(raw, self.voice).astype(np.float32), np.zeros(0, np.float32)
 
 

@@ -157,6 +157,9 @@ def test_bundle_files_and_manifest(setup):
     assert BundleConfig.load(b / "bundle_config.json") == BundleConfig()
     feats = json.loads((b / "features.json").read_text())
     assert feats["highgamma_config"] == td.info["participant"]["highgamma_config"]
+    sim = load_participant(setup / "p.h5", load_extras=True).extras
+    np.testing.assert_allclose(feats["highgamma_stats"]["mean"], sim["sim_highgamma_mean"])
+    np.testing.assert_allclose(feats["highgamma_stats"]["std"], sim["sim_highgamma_std"])
     params = json.loads((b / "params.json").read_text())
     assert params["voice_range"] == td.info["voice_range"] and len(params["lower"]) == 18
 

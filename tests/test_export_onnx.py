@@ -234,3 +234,36 @@ def test_int8_ranges_cover_the_whole_calibration_set(edge_int8):
     ys = np.concatenate([sess.run(["y"], dict(zip(names, s, strict=True)))[0] for s in samples])
     scale, zp = int8_range_scale(float(ys.min()), float(ys.max()))
     assert y_spec.scale == pytest.approx(scale, rel=1e-6) and y_spec.zero_point == zp
+
+
+@pytest.mark.parametrize(("arch", "kw"), [("lstm", {"num_layers": 2, "hidden_size": 16}), ("resnet3d", {})],
+                         ids=["lstm", "resnet3d"])
+def test_int8_other_decoders_keep_state_scales_and_track_float(arch, kw):
+    """The explicit-cell LSTM (h and c stacked in one state) and the causal 3D ResNet (conv ring buffers)."""
+    dec = _model(arch, **kw)
+    step, ex = step_module(dec), step_example_inputs(dec)
+    fp32 = onnx_fp32(step, ex)
+    samples, _ = stream_samples(step, ex, [_feats(120, 16, 5)])
+    q = onnx_int8(fp32, samples)
+    x_s, y_s, s_in, s_out = read_specs(onnx.load_from_string(q))
+    assert [(a.scale, a.zero_point) for a in s_in] == [(b.scale, b.zero_point) for b in s_out]
+    g = onnx.load_from_string(q).graph
+    producers = {o: n for n in g.node for o in n.output}
+    for n in g.node:
+        if n.op_type in ("Conv", "MatMul", "Gemm"):
+            assert all(producers[i].op_type == "DequantizeLinear" for i in n.input if i), n.op_type
+    sf = ort.InferenceSession(fp32, providers=["CPUExecutionProvider"])
+    sq = ort.InferenceSession(q, providers=["CPUExecutionProvider"])
+    names = [s.name for s in s_in]
+    stf = [np.zeros(s.shape, np.float32) for s in s_in]
+    stq = [quantize(np.zeros(s.shape), s) for s in s_in]
+    yf, yq = [], []
+    for x in _feats(120, 16, 5):
+        o = sf.run(None, {"x": x[None], **dict(zip(names, stf, strict=True))})
+        yf.append(o[0][0])
+        stf = o[1:]
+        o = sq.run(None, {"x": quantize(x[None], x_s), **dict(zip(names, stq, strict=True))})
+        yq.append(dequantize(o[0], y_s)[0])
+        stq = o[1:]
+    r = np.corrcoef(np.ravel(yf), np.ravel(yq))[0, 1]
+    assert r > 0.9, r
