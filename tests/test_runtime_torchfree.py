@@ -70,3 +70,16 @@ def test_runtime_modules_import_without_torch(tmp_path):
             "assert 'torch' not in sys.modules; print('ok')")
     r = _run(tmp_path, code)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
+def test_the_shipped_live_demo_runs_without_torch(tmp_path):
+    """`edgensd demo` (device simulator → pty → reader → streaming features → int8 decoder → C synth) on the
+    bundle and session that ship with the package, in a Python where torch cannot be imported."""
+    out = tmp_path / "demo"
+    r = _run(tmp_path, ["edgensd", "demo", "-q", "--pace", "fast", "--out", str(out)], module=True)
+    assert r.returncode == 0, r.stderr
+    res = json.loads((out / "demo.json").read_text())
+    assert res["gap_frames"] == 0 and res["lost_packets"] == 0 and res["packets_bad_crc"] == 0
+    assert res["frames_out"] > 0 and len(res["trials"]) >= 1 and res["pcc_mean"] is not None
+    for f in ("decoded.wav", "original.wav", "spectrograms.png", "stream.json"):
+        assert (out / f).is_file()
