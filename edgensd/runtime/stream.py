@@ -179,8 +179,11 @@ def run_stream(port: str, bundle_path: str | os.PathLike, config: StreamConfig |
     writer = StreamingWavWriter(wav) if wav is not None else None
     recorder = None
     state = {"frames_out": 0, "gap_frames": 0, "mode": None, "blind_s": 0.0, "blind_periods": 0,
-             "stop_reason": None, "device_info": None, "first_device_time_us": None}
+             "stop_reason": None, "device_info": None, "first_device_time_us": None, "host_skipped_samples": 0,
+             "unfilled_gap_samples": 0}
     hg = None
+    next_us = None  # device time of the next sample expected in the chosen stream
+    overflows_seen = 0
     lookahead = bundle.lookahead_frames
     target = None if cfg.duration_s is None else math.ceil(round(cfg.duration_s * 125, 6))
     n_steps = 0
@@ -243,6 +246,20 @@ def run_stream(port: str, bundle_path: str | os.PathLike, config: StreamConfig |
             last_data = now
             if state["first_device_time_us"] is None:
                 state["first_device_time_us"] = int(block.device_time_us[0])
+            period_us = 1e6 / (info.raw_rate_hz if state["mode"] == "raw" else info.frame_rate_hz)
+            if next_us is not None and block.device_time_us[0] > next_us + period_us / 2:
+                skipped = int(round((block.device_time_us[0] - next_us) / period_us))
+                unit = "raw samples" if state["mode"] == "raw" else "frames"
+                if reader.counters.queue_overflows > overflows_seen:
+                    # they reached the host but the reader's queue dropped them: decoding fell behind
+                    state["host_skipped_samples"] += skipped
+                    logger.warning("stream: decoding fell behind; %d %s skipped", skipped, unit)
+                else:  # a gap too long to fill (the reader's max_fill_s), e.g. a device that restarted
+                    state["unfilled_gap_samples"] += skipped
+                    logger.warning("stream: %d %s missing and not filled (gap longer than the fill limit)",
+                                   skipped, unit)
+            overflows_seen = reader.counters.queue_overflows
+            next_us = int(block.device_time_us[-1]) + period_us
             if recorder is not None:
                 recorder.add_block(block)
             if state["mode"] == "raw":
@@ -336,6 +353,8 @@ def _summary(state, reader, latency, pipe, bundle, cfg, port, wav, record, wall_
         "reconnects": c.reconnects,
         "stalls": c.stalls,
         "queue_overflows": c.queue_overflows,
+        "host_skipped_samples": state["host_skipped_samples"],
+        "unfilled_gap_samples": state["unfilled_gap_samples"],
         "bytes": c.bytes,
         "blind_s": round(state["blind_s"], 4),
         "blind_periods": state["blind_periods"],
