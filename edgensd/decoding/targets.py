@@ -27,6 +27,7 @@ import numpy as np
 from edgensd.data.participant import Participant
 from edgensd.log import logger, progress_enabled
 from edgensd.params import ALPHA, F0, LOUD, N_PARAMS, VoiceRange
+from edgensd.runtime.bundle import sha256_file as file_sha256
 
 #: Default frames of context on each side of a trial (64 frames = 512 ms).
 CONTEXT_FRAMES = 64
@@ -46,14 +47,6 @@ __all__ = [
     "param_position",
 ]
 
-
-def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """SHA-256 hex digest of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def data_key(p: Participant) -> str:
