@@ -51,6 +51,10 @@ for top, mapped in (("export", "edgensd.export"), ("firmware_bridge", "edgensd.f
 setup(
     packages=packages,
     package_dir=package_dir,
-    package_data={"edgensd": ["assets/*", "assets/**/*"]},
+    package_data={
+        "edgensd": ["assets/*", "assets/**/*"],
+        # the wire format and the device-side C framer/parser travel with the wheel, for firmware builds
+        "edgensd.firmware_bridge": ["PROTOCOL.md", "c/*.c", "c/*.h", "c/Makefile", "c/*.mk"],
+    },
     ext_modules=_extensions(),
 )
