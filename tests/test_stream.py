@@ -233,3 +233,15 @@ def test_a_device_that_stops_for_2_s_is_ridden_out_and_the_blind_time_reported(s
     assert s["stop_reason"] == "decoded 5 s"  # it went on after the silence, on its own
     assert s["blind_periods"] == 1 and 1.5 <= s["blind_s"] <= 3.0
     assert s["stalls"] >= 1
+
+
+def test_stream_config_names_the_bad_setting():
+    with pytest.raises(ValueError, match=r"gap_policy must be one of \['hold', 'zeros', 'none'\], got 'nan'"):
+        StreamConfig(gap_policy="nan")
+    with pytest.raises(ValueError, match="backend must be one of"):
+        StreamConfig(backend="tvm")
+    with pytest.raises(ValueError, match="duration_s must be > 0 s or None"):
+        StreamConfig(duration_s=0)
+    with pytest.raises(ValueError, match="stall_timeout_s must be > 0 s"):
+        StreamConfig(stall_timeout_s=-1)
+    assert StreamConfig.from_dict(StreamConfig(precision="fp32").to_dict()).precision == "fp32"

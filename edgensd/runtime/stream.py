@@ -58,9 +58,11 @@ class StreamConfig(Config):
         Give up when no device answers within this many seconds of the start.
     stall_timeout_s : float
         Reader watchdog: no byte for this long (s) counts a stall and reconnects.
-    gap_policy : {'hold', 'zeros', 'nan', 'none'}
+    gap_policy : {'hold', 'zeros', 'none'}
         How the reader fills missing samples (``hold`` repeats the last values, which keeps the causal
-        filters' transients small in raw mode); filled frames are decoded and counted as gap frames.
+        filters' transients small in raw mode; ``none`` leaves the hole, counted as unfilled); filled frames
+        are decoded and counted as gap frames. (The reader's ``nan`` fill is refused: the features and the
+        decoder need finite values.)
     fixed_point : bool
         Render audio with the synthesizer's integer path.
     seed : int
@@ -87,7 +89,7 @@ class StreamConfig(Config):
     def __post_init__(self) -> None:
         check_choice("backend", self.backend, ("onnx", "tflite", "tflm"))
         check_choice("precision", self.precision, ("int8", "fp32"))
-        check_choice("gap_policy", self.gap_policy, ("hold", "zeros", "nan", "none"))
+        check_choice("gap_policy", self.gap_policy, ("hold", "zeros", "none"))
         for name in ("duration_s", "idle_exit_s"):
             v = getattr(self, name)
             if v is not None and not v > 0:
