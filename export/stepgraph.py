@@ -37,33 +37,28 @@ class ExplicitLSTMStep(nn.Module):
             raise ValueError("decoder must be causal to export a step graph (config.causal=True)")
         lstm = decoder.rnn.lstm
         self.num_layers, self.hidden = lstm.num_layers, lstm.hidden_size
-        # Input and recurrent products fused per gate: gate = [x, h] @ W_gate.T + b_gate, one Linear per gate
-        # (PyTorch order i, f, g, o), so that int8 export gives each gate's pre-activation its own range: the
-        # four gates' ranges differ, and one shared scale cost the int8 graph accuracy.
+        # Input and recurrent products fused per layer: gates = [x, h] @ W.T + b, PyTorch order i, f, g, o.
         self.cells = nn.ModuleList()
-        hd = self.hidden
         for k in range(self.num_layers):
             w = torch.cat([getattr(lstm, f"weight_ih_l{k}"), getattr(lstm, f"weight_hh_l{k}")], dim=1)
             b = getattr(lstm, f"bias_ih_l{k}") + getattr(lstm, f"bias_hh_l{k}")
-            gates = nn.ModuleList()
-            for j in range(4):
-                gate = nn.Linear(w.shape[1], hd)
-                with torch.no_grad():
-                    gate.weight.copy_(w[j * hd : (j + 1) * hd])
-                    gate.bias.copy_(b[j * hd : (j + 1) * hd])
-                gates.append(gate)
-            self.cells.append(gates)
+            cell = nn.Linear(w.shape[1], w.shape[0])
+            with torch.no_grad():
+                cell.weight.copy_(w)
+                cell.bias.copy_(b)
+            self.cells.append(cell)
         self.out = decoder.out
         self.eval()
 
     def forward(self, x_t: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        hd = self.hidden
         inp = x_t
         hs, cs = [], []
-        for k, gates in enumerate(self.cells):
+        for k, cell in enumerate(self.cells):
             h, c = state[:, 0, k], state[:, 1, k]
-            z = torch.cat([inp, h], dim=1)
-            i, f = torch.sigmoid(gates[0](z)), torch.sigmoid(gates[1](z))
-            cand, o = torch.tanh(gates[2](z)), torch.sigmoid(gates[3](z))
+            g = cell(torch.cat([inp, h], dim=1))
+            i, f = torch.sigmoid(g[:, :hd]), torch.sigmoid(g[:, hd : 2 * hd])
+            cand, o = torch.tanh(g[:, 2 * hd : 3 * hd]), torch.sigmoid(g[:, 3 * hd :])
             c = f * c + i * cand
             h = o * torch.tanh(c)
             hs.append(h)
