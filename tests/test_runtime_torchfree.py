@@ -83,3 +83,24 @@ def test_the_shipped_live_demo_runs_without_torch(tmp_path):
     assert res["frames_out"] > 0 and len(res["trials"]) >= 1 and res["pcc_mean"] is not None
     for f in ("decoded.wav", "original.wav", "spectrograms.png", "stream.json"):
         assert (out / f).is_file()
+
+
+def test_check_runs_on_a_runtime_only_install(setup, tmp_path):
+    """`edgensd check` where neither torch nor onnx (the export tools) can be imported: it checks every
+    runtime of the bundle against the best float it has (ONNX fp32) and leaves the float-op list unknown."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(BLOCKER.replace('name == "torch" or name.startswith("torch.")',
+                                                           'name.split(".")[0] in ("torch", "onnx")'))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
+               OMP_NUM_THREADS="1")
+    out = tmp_path / "check.json"
+    r = subprocess.run([sys.executable, "-m", "edgensd", "check", "--bundle", str(setup / "bundle_cli"), "--data",
+                        str(setup / "p.h5"), "--json", str(out), "--max-delta-pcc", "0.05"], env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode in (0, 1), r.stderr  # 1 only if int8 lost more than the bound, which the report names
+    rep = json.loads(out.read_text())
+    names = {e["runtime"] for e in rep["runtimes"]}
+    assert {"onnx fp32", "onnx int8"} <= names and not any(n.startswith("torch") for n in names)
+    assert all(e.get("float_ops") is None for e in rep["runtimes"])
+    assert "ops left in float" in r.stderr or "not listed" in r.stderr
