@@ -186,3 +186,12 @@ def test_missing_example_recordings_say_how_to_install(monkeypatch, tmp_path):
         examples.example_package_dir("cogpy")
     with pytest.raises(ValueError, match="must be one of"):
         examples.example_package_dir("mne")
+
+
+def test_fault_rates_must_be_probabilities(capsys):
+    with pytest.raises(SystemExit):
+        main(["device-sim", "--data", "x.h5", "--corrupt", "2"])
+    assert "argument --corrupt: must be a probability in [0, 1], got 2" in _err(capsys)
+    with pytest.raises(SystemExit):
+        main(["faulty-link", "--upstream", "socket://127.0.0.1:9", "--flip", "x"])
+    assert "argument --flip: must be a probability in [0, 1], got 'x'" in _err(capsys)

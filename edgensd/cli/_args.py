@@ -18,6 +18,7 @@ __all__ = [
     "nonneg_int",
     "positive_float",
     "positive_int",
+    "probability",
 ]
 
 
@@ -44,6 +45,17 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text}")
+    return value
+
+
+def probability(text: str) -> float:
+    """argparse type: a probability in [0, 1] (a fault rate)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a probability in [0, 1], got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a probability in [0, 1], got {text}")
     return value
 
 

@@ -18,19 +18,9 @@ import os
 import signal
 import sys
 
-from edgensd.cli._args import check_input_file, check_output_file, nonneg_int, positive_float, positive_int
+from edgensd.cli._args import check_input_file, check_output_file, nonneg_int, positive_float, positive_int, probability
 
 COMMAND = ("device-sim",)
-
-
-def _probability(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a probability in [0, 1], got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be a probability in [0, 1], got {text}")
-    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,9 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="raw: the file's raw signal (needs raw_signal); frames: its 125 Hz high-gamma frames")
     parser.add_argument("--pace", default="realtime", choices=PACES,
                         help="realtime: device time at wall-clock speed; fast: as fast as the host reads")
-    parser.add_argument("--corrupt", type=_probability, default=0.0, metavar="RATE",
+    parser.add_argument("--corrupt", type=probability, default=0.0, metavar="RATE",
                         help="probability per packet of one flipped bit")
-    parser.add_argument("--drop", type=_probability, default=0.0, metavar="RATE",
+    parser.add_argument("--drop", type=probability, default=0.0, metavar="RATE",
                         help="probability per packet of not sending it")
     parser.add_argument("--seed", type=nonneg_int, default=0, help="seed of the faults")
     parser.add_argument("--truth", default=None, metavar="OUT.json", help="write what happened to every packet")

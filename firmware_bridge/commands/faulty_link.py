@@ -19,19 +19,9 @@ import os
 import signal
 import threading
 
-from edgensd.cli._args import check_output_file, nonneg_int
+from edgensd.cli._args import check_output_file, nonneg_int, probability
 
 COMMAND = ("faulty-link",)
-
-
-def _rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a probability per byte in [0, 1], got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be a probability per byte in [0, 1], got {text}")
-    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,9 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the device side: socket://HOST:PORT or a serial device / pty path")
     parser.add_argument("--listen", default="socket://127.0.0.1:0", metavar="pty|socket://HOST:PORT",
                         help="where the host connects (PORT 0: any free port)")
-    parser.add_argument("--flip", type=_rate, default=0.0, metavar="RATE", help="per byte: flip one bit")
-    parser.add_argument("--delete", type=_rate, default=0.0, metavar="RATE", help="per byte: delete it")
-    parser.add_argument("--insert", type=_rate, default=0.0, metavar="RATE", help="per byte: insert a random byte")
+    parser.add_argument("--flip", type=probability, default=0.0, metavar="RATE", help="per byte: flip one bit")
+    parser.add_argument("--delete", type=probability, default=0.0, metavar="RATE", help="per byte: delete it")
+    parser.add_argument("--insert", type=probability, default=0.0, metavar="RATE",
+                        help="per byte: insert a random byte")
     parser.add_argument("--both-ways", action="store_true", help="damage host -> device bytes too")
     parser.add_argument("--seed", type=nonneg_int, default=0, help="seed of the faults")
     parser.add_argument("--log", default=None, metavar="OUT.json", help="write every fault on exit")
