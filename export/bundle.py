@@ -348,7 +348,7 @@ def write_bundle(model_dir: str | os.PathLike, out: str | os.PathLike, config: B
         Missing model directory, speech model or calibration file.
     """
     from edgensd.export.calibrate import calibrate
-    from edgensd.export.stepgraph import step_example_inputs, step_module
+    from edgensd.export.stepgraph import step_example_inputs, step_module, step_state_names
 
     from edgensd.decoders import macs_per_frame, measure_lookahead, n_params
     from edgensd.decoding.train import load_trained_decoder
@@ -418,7 +418,7 @@ def write_bundle(model_dir: str | os.PathLike, out: str | os.PathLike, config: B
                       "train_seconds": td.info.get("train_seconds"), "train_steps": td.info.get("train_steps"),
                       "data_key": td.info.get("data_key"), "speech_model": str(speech_dir),
                       "speech_model_sha256": td.info.get("speech_model_sha256"),
-                      "state_names": dec.state_names()},
+                      "state_names": step_state_names(dec)},
             "versions": _versions(),
             "frame_rate_hz": 125.0,
             "samples_per_frame": 128,

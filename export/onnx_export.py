@@ -1,7 +1,7 @@
 """ONNX export of a causal decoder's step graph: fp32 (one self-contained file) and static int8 (QDQ).
 
 Tensor names follow :mod:`edgensd.runtime.backend`: inputs ``x`` then ``state0 .. stateN-1``, outputs ``y``
-then ``state0_out .. stateN-1_out`` (state ``i`` is the layer :meth:`Decoder.state_names` lists ``i``-th).
+then ``state0_out .. stateN-1_out`` (state ``i`` is the ``i``-th of :func:`edgensd.export.stepgraph.step_state_names`).
 
 The int8 graph is ONNX Runtime static quantization (QDQ format, per-channel weights, MinMax calibration,
 after ``quant_pre_process``) of the fp32 graph, then rewritten so that it takes and gives int8 tensors, as

@@ -16,14 +16,16 @@ from torch import Tensor, nn
 from edgensd.decoders.base import Decoder, StepModule
 from edgensd.decoders.lstm import LSTMDecoder
 
-__all__ = ["ExplicitLSTMStep", "step_module", "step_example_inputs"]
+__all__ = ["ExplicitLSTMStep", "step_example_inputs", "step_module", "step_state_names"]
 
 
 class ExplicitLSTMStep(nn.Module):
     """The causal :class:`~edgensd.decoders.lstm.LSTMDecoder` step with its LSTM written as gate arithmetic.
 
-    Same weights, same state layout as the decoder (one tensor (1, 2, num_layers, hidden): hidden states,
-    then cell states), same outputs to float rounding; dropout is inactive (eval mode).
+    Same weights and same outputs to float rounding; dropout is inactive (eval mode). The state is split into
+    one tensor per layer and kind, ``h0, c0, h1, c1, ...`` (each (1, hidden)), not the decoder's single
+    (1, 2, num_layers, hidden) tensor: an int8 tensor has one scale, and a hidden state (bounded by ±1) sharing
+    it with the cell states (±58 on a trained 3-layer model) would keep about 5 of its 256 levels.
 
     Parameters
     ----------
@@ -50,22 +52,35 @@ class ExplicitLSTMStep(nn.Module):
         self.out = decoder.out
         self.eval()
 
-    def forward(self, x_t: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+    def state_names(self) -> list[str]:
+        """``rnn.h0, rnn.c0, rnn.h1, ...``: the hidden and cell state of each layer, in input order."""
+        return [f"rnn.{kind}{k}" for k in range(self.num_layers) for kind in ("h", "c")]
+
+    def state_shapes(self, batch: int = 1) -> list[tuple[int, ...]]:
+        """(batch, hidden) for every state tensor."""
+        return [(batch, self.hidden)] * (2 * self.num_layers)
+
+    @staticmethod
+    def split_state(state: Tensor) -> list[Tensor]:
+        """The decoder's (batch, 2, num_layers, hidden) state as this graph's ``h0, c0, h1, ...`` tensors."""
+        return [state[:, kind, k] for k in range(state.shape[2]) for kind in (0, 1)]
+
+    def forward(self, x_t: Tensor, *state: Tensor) -> tuple[Tensor, ...]:
+        if len(state) != 2 * self.num_layers:
+            raise ValueError(f"expected {2 * self.num_layers} state tensors (h, c per layer), got {len(state)}")
         hd = self.hidden
         inp = x_t
-        hs, cs = [], []
+        new_state = []
         for k, cell in enumerate(self.cells):
-            h, c = state[:, 0, k], state[:, 1, k]
+            h, c = state[2 * k], state[2 * k + 1]
             g = cell(torch.cat([inp, h], dim=1))
             i, f = torch.sigmoid(g[:, :hd]), torch.sigmoid(g[:, hd : 2 * hd])
             cand, o = torch.tanh(g[:, 2 * hd : 3 * hd]), torch.sigmoid(g[:, 3 * hd :])
             c = f * c + i * cand
             h = o * torch.tanh(c)
-            hs.append(h)
-            cs.append(c)
+            new_state += [h, c]
             inp = h
-        new_state = torch.stack([torch.stack(hs, dim=1), torch.stack(cs, dim=1)], dim=1)
-        return self.out(inp), new_state
+        return (self.out(inp), *new_state)
 
 
 def step_module(decoder: Decoder) -> nn.Module:
@@ -80,7 +95,8 @@ def step_module(decoder: Decoder) -> nn.Module:
     -------
     nn.Module
         ``forward(x_t (1, n_electrodes), *state) -> (y_t (1, 18), *new_state)``, states in
-        :meth:`Decoder.state_names` order with :meth:`Decoder.state_shapes` shapes.
+        :func:`step_state_names` order with :func:`step_example_inputs` shapes (the decoder's own layout,
+        except the ``lstm``'s, which is split per layer and kind: :class:`ExplicitLSTMStep`).
     """
     if not decoder.config.causal:
         raise ValueError(
@@ -93,8 +109,22 @@ def step_module(decoder: Decoder) -> nn.Module:
     return StepModule(decoder).eval()
 
 
+def _state_layout(decoder: Decoder) -> tuple[list[str], list[tuple[int, ...]]]:
+    if isinstance(decoder, LSTMDecoder):
+        n, hd = decoder.rnn.lstm.num_layers, decoder.rnn.lstm.hidden_size
+        names = [f"rnn.{kind}{k}" for k in range(n) for kind in ("h", "c")]
+        return names, [(1, hd)] * len(names)
+    return decoder.state_names(), decoder.state_shapes(1)
+
+
+def step_state_names(decoder: Decoder) -> list[str]:
+    """Name of each state tensor of the decoder's step graph (:func:`step_module`), in input order."""
+    return _state_layout(decoder)[0]
+
+
 def step_example_inputs(decoder: Decoder) -> tuple[Tensor, ...]:
     """Zero example inputs ``(x_t, *state)`` of the step graph (batch 1), for tracing and conversion."""
     p = next(decoder.parameters())
     x = torch.zeros((1, decoder.config.n_electrodes), dtype=p.dtype, device=p.device)
-    return (x, *decoder.init_state(1))
+    shapes = _state_layout(decoder)[1]
+    return (x, *(torch.zeros(s, dtype=p.dtype, device=p.device) for s in shapes))

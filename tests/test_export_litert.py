@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from edgensd.export.litert import convert_fp32, float_ops, io_specs, quantize_int8, step_samples
-from edgensd.export.stepgraph import step_example_inputs, step_module
+from edgensd.export.stepgraph import step_example_inputs, step_module, step_state_names
 from edgensd.export.tflm import ARENA_GRANULARITY_BYTES, arena_size, strip_tensor_names, write_c_header
 from torch import nn
 
@@ -89,7 +89,7 @@ def test_int8_model_is_full_integer_and_fp32_is_not(models, arch):
 @pytest.mark.parametrize("arch", list(ARCHS))
 def test_state_tensors_share_scale_and_zero_point(models, arch):
     _, _, s_in, s_out = io_specs(models[arch]["int8"])
-    assert len(s_in) == len(models[arch]["decoder"].state_names())
+    assert len(s_in) == len(step_state_names(models[arch]["decoder"]))
     for a, b in zip(s_in, s_out, strict=True):
         assert a.scale is not None and a.scale > 0
         assert (a.scale, a.zero_point) == (b.scale, b.zero_point)
@@ -179,17 +179,19 @@ def test_quantize_int8_rejects_bad_samples(models):
     with pytest.raises(ValueError, match="calib_samples is empty"):
         quantize_int8(fp32, [])
     x = np.zeros((1, N_EL), np.float32)
-    with pytest.raises(ValueError, match=r"has 1 arrays; the model takes 2"):
+    n_in = 1 + len(models["lstm"]["ex"][1:])  # x and the split h/c states
+    with pytest.raises(ValueError, match=rf"has 1 arrays; the model takes {n_in}"):
         quantize_int8(fp32, [[x]])
+    bad = [x, np.zeros((1, 3), np.float32), *[t.numpy() for t in models["lstm"]["ex"][2:]]]
     with pytest.raises(ValueError, match=r"calib_samples\[0\]\[1\] has shape \(1, 3\)"):
-        quantize_int8(fp32, [[x, np.zeros((1, 3), np.float32)]])
+        quantize_int8(fp32, [bad])
 
 
 def test_step_samples_records_inputs_and_checks_shape(models):
     m = models["lstm"]
     frames = random_walk(5, N_EL, seed=5)
     s = step_samples(m["step"], m["ex"], frames)
-    assert len(s) == 5 and all(len(v) == 2 for v in s)
+    assert len(s) == 5 and all(len(v) == len(m["ex"]) for v in s)
     np.testing.assert_array_equal(s[0][1], 0.0)  # zero start state
     np.testing.assert_array_equal(s[3][0][0], frames[3])
     assert np.abs(s[3][1]).max() > 0  # state carried
