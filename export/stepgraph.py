@@ -39,16 +39,21 @@ class ExplicitLSTMStep(nn.Module):
             raise ValueError("decoder must be causal to export a step graph (config.causal=True)")
         lstm = decoder.rnn.lstm
         self.num_layers, self.hidden = lstm.num_layers, lstm.hidden_size
-        # Input and recurrent products fused per layer: gates = [x, h] @ W.T + b, PyTorch order i, f, g, o.
-        self.cells = nn.ModuleList()
+        # Per layer: gates = W_ih x + W_hh h + b (PyTorch gate order i, f, g, o), as two products and an add.
+        # Not one product of concat([x, h]): an int8 concat needs one scale for all its inputs, so the
+        # quantizer would requantize the state outputs that feed the next layer (and LiteRT's signature then
+        # names the tensor before the requantize).
+        self.cells_ih, self.cells_hh = nn.ModuleList(), nn.ModuleList()
         for k in range(self.num_layers):
-            w = torch.cat([getattr(lstm, f"weight_ih_l{k}"), getattr(lstm, f"weight_hh_l{k}")], dim=1)
-            b = getattr(lstm, f"bias_ih_l{k}") + getattr(lstm, f"bias_hh_l{k}")
-            cell = nn.Linear(w.shape[1], w.shape[0])
+            w_ih, w_hh = getattr(lstm, f"weight_ih_l{k}"), getattr(lstm, f"weight_hh_l{k}")
+            ih = nn.Linear(w_ih.shape[1], w_ih.shape[0])
+            hh = nn.Linear(w_hh.shape[1], w_hh.shape[0], bias=False)
             with torch.no_grad():
-                cell.weight.copy_(w)
-                cell.bias.copy_(b)
-            self.cells.append(cell)
+                ih.weight.copy_(w_ih)
+                ih.bias.copy_(getattr(lstm, f"bias_ih_l{k}") + getattr(lstm, f"bias_hh_l{k}"))
+                hh.weight.copy_(w_hh)
+            self.cells_ih.append(ih)
+            self.cells_hh.append(hh)
         self.out = decoder.out
         self.eval()
 
@@ -71,9 +76,9 @@ class ExplicitLSTMStep(nn.Module):
         hd = self.hidden
         inp = x_t
         new_state = []
-        for k, cell in enumerate(self.cells):
+        for k, (ih, hh) in enumerate(zip(self.cells_ih, self.cells_hh, strict=True)):
             h, c = state[2 * k], state[2 * k + 1]
-            g = cell(torch.cat([inp, h], dim=1))
+            g = ih(inp) + hh(h)
             i, f = torch.sigmoid(g[:, :hd]), torch.sigmoid(g[:, hd : 2 * hd])
             cand, o = torch.tanh(g[:, 2 * hd : 3 * hd]), torch.sigmoid(g[:, 3 * hd :])
             c = f * c + i * cand

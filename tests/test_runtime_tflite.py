@@ -20,7 +20,7 @@ from test_export_litert import N_EL, build_models, random_walk
 from torch import nn
 
 from edgensd.runtime.backend import BackendUnavailable, StepBackend, quantize
-from edgensd.runtime.backend_tflite import TFLiteBackend, read_step_io, step_io_from_interpreter
+from edgensd.runtime.backend_tflite import TFLiteBackend, read_step_io, step_io_from_interpreter, tflite_schema
 from edgensd.runtime.backend_tflm import TFLMBackend
 
 
@@ -153,6 +153,21 @@ def test_backends_import_and_run_without_torch(golden_paths):
 def test_interpreter_mapping_equals_flatbuffer_mapping(golden_paths):
     b = TFLiteBackend(golden_paths[1])
     assert step_io_from_interpreter(b._interp) == read_step_io(golden_paths[1])
+
+
+def test_signature_naming_a_tensor_outside_the_subgraph_is_refused(golden_paths):
+    # ai-edge-quantizer can insert a requantize after a state output and leave the signature on the old tensor.
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    fb = tflite_schema()
+    m = fb.ModelT.InitFromPackedBuf(golden_paths[1].read_bytes(), 0)
+    sig = m.signatureDefs[0]
+    sg = m.subgraphs[sig.subgraphIndex]
+    inner = next(i for i in range(len(sg.tensors)) if i not in set(sg.inputs) | set(sg.outputs))
+    sig.outputs[1].tensorIndex = inner
+    bad = bytes(flatbuffer_utils.convert_object_to_bytearray(m))
+    with pytest.raises(ValueError, match=rf"signature's output tensors \[{inner}\] are not outputs of its subgraph"):
+        read_step_io(bad)
 
 
 def test_bad_arguments_and_inputs_are_named(golden_paths):

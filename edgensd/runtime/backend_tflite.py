@@ -155,6 +155,11 @@ def read_step_io(model: bytes | bytearray | memoryview | str | os.PathLike) -> S
             f"{len(outs)} outputs"
         )
     sub_in, sub_out = [int(i) for i in sg.inputs], [int(i) for i in sg.outputs]
+    for what, idx, sub in (("input", ins, sub_in), ("output", outs, sub_out)):
+        stray = [i for i in idx if i not in sub]
+        if stray:
+            raise ValueError(f"the signature's {what} tensors {stray} are not {what}s of its subgraph {sub} (a tool "
+                             "rewrote the graph without updating the signature)")
     in_specs = [_spec(fb, sg.tensors[i]) for i in ins]
     out_specs = [_spec(fb, sg.tensors[i]) for i in outs]
     for k, (a, b) in enumerate(zip(in_specs[1:], out_specs[1:], strict=True)):
