@@ -207,12 +207,15 @@ def _write_onnx(ctx: ExportContext) -> None:
 
 
 def _litert_int8(ctx: ExportContext) -> bytes:
+    """The int8 LiteRT model (shared by ``tflite`` and ``tflm``), its intermediate tensor names dropped: the
+    deployed file, whose every byte is device flash (the fp32 file keeps its names for debugging)."""
     from edgensd.export import litert
 
     if "tflite_fp32" not in ctx.cache:
         ctx.cache["tflite_fp32"] = litert.convert_fp32(ctx.step, ctx.example_inputs)
     if "tflite_int8" not in ctx.cache:
-        ctx.cache["tflite_int8"] = litert.quantize_int8(ctx.cache["tflite_fp32"], ctx.calib_samples)
+        q = litert.quantize_int8(ctx.cache["tflite_fp32"], ctx.calib_samples)
+        ctx.cache["tflite_int8"] = litert.strip_tensor_names(q)
     return ctx.cache["tflite_int8"]
 
 

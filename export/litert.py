@@ -35,7 +35,7 @@ from edgensd.log import logger
 from edgensd.runtime.backend import TensorSpec
 from edgensd.runtime.backend_tflite import read_step_io, tflite_schema
 
-__all__ = ["convert_fp32", "float_ops", "io_specs", "quantize_int8", "step_samples"]
+__all__ = ["convert_fp32", "float_ops", "io_specs", "quantize_int8", "step_samples", "strip_tensor_names"]
 
 # Third-party warnings raised inside the converter/quantizer calls (filtered there only, by exact message):
 # torch 2.13's pytree deprecation hit by torch.export inside litert-torch 0.10.0, and ai-edge-litert's notice
@@ -294,6 +294,35 @@ def _unify_state_scales(content: bytes, rel_tol: float = 1e-5) -> bytes:
         if abs(a.scale - b.scale) <= rel_tol * abs(b.scale):
             content = _set_state_input_scale(content, k, b.scale)
     return content
+
+
+def strip_tensor_names(model_bytes: bytes) -> bytes:
+    """Drop the names of the intermediate tensors (debug strings TFLite Micro never reads).
+
+    The step contract's input/output tensors keep their names and the signature stays, so
+    :func:`edgensd.runtime.backend_tflite.read_step_io` still maps the model; the computation is untouched.
+    The converter's names are module paths (about 7 KB of the default ``edge`` model's 75 KB int8 file).
+
+    Parameters
+    ----------
+    model_bytes : bytes
+        A ``.tflite`` step graph.
+
+    Returns
+    -------
+    bytes
+        The same model without intermediate tensor names.
+    """
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    io = read_step_io(model_bytes)
+    keep = set(io.input_tensors) | set(io.output_tensors)
+    m = tflite_schema().ModelT.InitFromPackedBuf(bytes(model_bytes), 0)
+    for g, sg in enumerate(m.subgraphs):
+        for i, t in enumerate(sg.tensors):
+            if g != m.signatureDefs[0].subgraphIndex or i not in keep:
+                t.name = None
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(m))
 
 
 def float_ops(model_bytes: bytes) -> list[str]:

@@ -19,7 +19,7 @@ import numpy as np
 from edgensd.log import logger
 from edgensd.runtime.backend_tflm import MIN_ARENA_BYTES, tflm_interpreter
 
-__all__ = ["ARENA_GRANULARITY_BYTES", "arena_size", "strip_tensor_names", "write_c_header"]
+__all__ = ["ARENA_GRANULARITY_BYTES", "arena_size", "write_c_header"]
 
 ARENA_GRANULARITY_BYTES = 16
 """Step of the arena search, bytes (TFLite Micro aligns arena buffers to 16 bytes)."""
@@ -102,37 +102,6 @@ def arena_size(model_bytes: bytes) -> int:
     it.invoke()
     logger.debug("tflm arena: %d bytes for a %d-byte model", hi, len(model))
     return hi
-
-
-def strip_tensor_names(model_bytes: bytes) -> bytes:
-    """Drop the names of the intermediate tensors (debug strings TFLite Micro never reads).
-
-    The step contract's input/output tensors keep their names and the signature stays, so
-    :func:`edgensd.runtime.backend_tflite.read_step_io` still maps the model; the computation is untouched.
-    The converter's names are module paths (about 7 KB of the default ``edge`` model's 75 KB int8 file).
-
-    Parameters
-    ----------
-    model_bytes : bytes
-        A ``.tflite`` step graph.
-
-    Returns
-    -------
-    bytes
-        The same model without intermediate tensor names.
-    """
-    from ai_edge_litert.tools import flatbuffer_utils
-
-    from edgensd.runtime.backend_tflite import read_step_io, tflite_schema
-
-    io = read_step_io(model_bytes)
-    keep = set(io.input_tensors) | set(io.output_tensors)
-    m = tflite_schema().ModelT.InitFromPackedBuf(bytes(model_bytes), 0)
-    for g, sg in enumerate(m.subgraphs):
-        for i, t in enumerate(sg.tensors):
-            if g != m.signatureDefs[0].subgraphIndex or i not in keep:
-                t.name = None
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(m))
 
 
 def write_c_header(model_bytes: bytes, path, symbol: str, arena_bytes: int) -> None:

@@ -273,6 +273,7 @@ def test_other_formats_register_through_the_hook(setup, tmp_path, monkeypatch):
     litert.convert_fp32 = lambda step, example: b"fp32 tflite"
     litert.quantize_int8 = quantize_int8
     litert.io_specs = specs
+    litert.strip_tensor_names = lambda model: model + b" stripped"
     tflm = types.ModuleType("edgensd.export.tflm")
     tflm.__spec__ = importlib.machinery.ModuleSpec("edgensd.export.tflm", None)
     tflm.arena_size = lambda model: 4096
@@ -291,8 +292,8 @@ def test_other_formats_register_through_the_hook(setup, tmp_path, monkeypatch):
         ("onnx", "fp32", "decoder_fp32.onnx"), ("onnx", "int8", "decoder_int8.onnx"),
         ("tflite", "fp32", "decoder_fp32.tflite"), ("tflite", "int8", "decoder_int8.tflite"),
         ("tflm", "int8", "decoder_int8.tflite")]
-    assert (out / "decoder_int8.tflite").read_bytes() == b"int8fp32 tflite"
-    assert (out / "decoder_int8_tflm.h").read_text() == f"// eds_decoder_int8 4096 {len(b'int8fp32 tflite')}\n"
+    assert (out / "decoder_int8.tflite").read_bytes() == b"int8fp32 tflite stripped"
+    assert (out / "decoder_int8_tflm.h").read_text() == f"// eds_decoder_int8 4096 {len(b'int8fp32 tflite stripped')}\n"
     assert calls == {"n_samples": 50, "sample_arity": 1 + len(b.models[0].state_in)}
     assert b.model("tflm", "int8").extra["arena_bytes"] == 4096
     assert b.manifest["budget"][-1]["arena_bytes"] == 4096

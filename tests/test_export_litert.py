@@ -9,9 +9,9 @@ import subprocess
 import numpy as np
 import pytest
 import torch
-from edgensd.export.litert import convert_fp32, float_ops, io_specs, quantize_int8, step_samples
+from edgensd.export.litert import convert_fp32, float_ops, io_specs, quantize_int8, step_samples, strip_tensor_names
 from edgensd.export.stepgraph import step_example_inputs, step_module, step_state_names
-from edgensd.export.tflm import ARENA_GRANULARITY_BYTES, arena_size, strip_tensor_names, write_c_header
+from edgensd.export.tflm import ARENA_GRANULARITY_BYTES, arena_size, write_c_header
 from torch import nn
 
 from edgensd.decoders import get_decoder
