@@ -14,13 +14,15 @@ first 32 of each out of the loss) is timed in two parts, each forward + backward
   speech model's synthesizer (frozen, as in stage 2).
 
 ``--baseline-rev REV`` also times ``edgensd/speech/synth.py`` as it was at git revision ``REV`` (same
-weights), interleaved with the current one, so the two are compared in one run on the same machine, on two
-parameter sets: the random one above and a realistic one (the demo speech model's encoder on real utterances,
-Allison prompts, with their true spectrograms as targets). For both it reports how far the two revisions'
-outputs are apart: power spectrogram, normalized-dB linear and mel spectrograms, loss, and the gradient of the
-loss w.r.t. the raw parameters (what stage 2 backpropagates). Medians of ``--repeats`` runs after one warm-up,
-in wall time and in this thread's CPU time (less sensitive to other processes on a shared machine); the
-figures move with machine load, the ratios much less. Steps per 30 minutes are 1800 s / (decoder + synth).
+weights), and ``edge``'s GRU as the per-frame autograd loop (what every revision before its hand-written
+backpropagation through time ran; same values), interleaved with the current ones, so the two are compared in
+one run on the same machine, on two parameter sets: the random one above and a realistic one (the demo speech
+model's encoder on real utterances, Allison prompts, with their true spectrograms as targets). For both it
+reports how far the two revisions' outputs are apart: power spectrogram, normalized-dB linear and mel
+spectrograms, loss, and the gradient of the loss w.r.t. the raw parameters (what stage 2 backpropagates).
+Medians of ``--repeats`` runs after one warm-up, in wall time and in this thread's CPU time (less sensitive to
+other processes on a shared machine); the figures move with machine load, the ratios much less. Steps per 30
+minutes are 1800 s / (decoder + synth).
 """
 
 from __future__ import annotations
@@ -51,16 +53,6 @@ BATCH, CROP, WARMUP, N_ELECTRODES = 16, 160, 32, 64
 PROMPTS = ("demo-instruct", "demo-congrats", "demo-abouttotry", "demo-echotest", "demo-moreinfo", "demo-thanks",
            "demo-nomatch", "demo-enterkeywords", "activated", "added", "call-waiting", "calling")
 BUDGET_S = 1800.0  # the 30-minute training budget
-
-
-def _median_time(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def _timed(fn) -> tuple[float, float]:
@@ -138,12 +130,35 @@ def _synth_step(synth: Synthesizer, raw: torch.Tensor, voice, spec: torch.Tensor
     return run
 
 
-def _decoder_step(model, x: torch.Tensor):
+def _decoder_step(model, x: torch.Tensor, loop_gru: bool = False):
+    """One decoder forward + backward; ``loop_gru`` runs ``edge``'s GRU as the per-frame autograd loop it was
+    trained with before its hand-written backpropagation through time (same values)."""
+    from edgensd.decoders import edge
+
     def run():
         model.zero_grad(set_to_none=True)
-        model(x).square().mean().backward()
+        saved = edge._tracing_or_scripting
+        if loop_gru:
+            edge._tracing_or_scripting = lambda: True  # the loop path, as at the baseline revision
+        try:
+            model(x).square().mean().backward()
+        finally:
+            edge._tracing_or_scripting = saved
 
     return run
+
+
+def _interleaved_cpu(fns: dict, repeats: int) -> dict:
+    """Median wall and thread-CPU seconds of each function, timed in turns (same machine load for all)."""
+    for fn in fns.values():
+        fn()  # warm-up
+    wall, cpu = {k: [] for k in fns}, {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            w, c = _timed(fn)
+            wall[k].append(w)
+            cpu[k].append(c)
+    return {k: (statistics.median(wall[k]), statistics.median(cpu[k])) for k in fns}
 
 
 def main(argv=None) -> int:
@@ -202,25 +217,43 @@ def main(argv=None) -> int:
         arch, var = spec_m.split(":")
         torch.manual_seed(0)
         model = get_decoder(arch, n_electrodes=N_ELECTRODES, causal=var == "c").train()
-        dec = _median_time(_decoder_step(model, x), args.repeats)
-        row = {"model": spec_m, "decoder_s": dec, "synth_s": synth_med["current"],
+        fns = {"current": _decoder_step(model, x)}
+        if args.baseline_rev and arch == "edge":
+            fns["loop"] = _decoder_step(model, x, loop_gru=True)
+        timed = _interleaved_cpu(fns, args.repeats)
+        dec = timed["current"][0]
+        row = {"model": spec_m, "decoder_s": dec, "decoder_cpu_s": timed["current"][1], "synth_s": synth_med["current"],
                "synth_share": synth_med["current"] / (dec + synth_med["current"]),
                "steps_per_30min": BUDGET_S / (dec + synth_med["current"])}
         if args.baseline_rev:
             b = synth_med[args.baseline_rev]
-            row.update({"baseline_synth_s": b, "baseline_steps_per_30min": BUDGET_S / (dec + b)})
+            bdec = timed.get("loop", timed["current"])[0]
+            row.update({"baseline_decoder_s": bdec, "baseline_decoder_cpu_s": timed.get("loop", timed["current"])[1],
+                        "baseline_synth_s": b, "baseline_steps_per_30min": BUDGET_S / (bdec + b)})
+            # the whole step in this thread's CPU time, current vs baseline (synth on the random set)
+            cur_cpu = timed["current"][1] + cpu_med[("current", "random")]
+            base_cpu = row["baseline_decoder_cpu_s"] + cpu_med[(args.baseline_rev, "random")]
+            row.update({"step_cpu_s": cur_cpu, "baseline_step_cpu_s": base_cpu, "step_cpu_ratio": cur_cpu / base_cpu})
+            real = (timed["current"][1] + cpu_med[("current", "realistic")],
+                    row["baseline_decoder_cpu_s"] + cpu_med[(args.baseline_rev, "realistic")])
+            row["step_cpu_ratio_realistic"] = real[0] / real[1]
         rows.append(row)
 
     print(f"\n## one stage-2 step: decoder on ({BATCH}, {CROP}, {N_ELECTRODES}) vs synthesizer + losses on {n} "
           "frames, forward + backward, median s")
     if args.baseline_rev:
         rev = args.baseline_rev
-        print(f"\n| model | decoder | synth + losses | synth share | step | steps / 30 min | {rev}: synth + losses "
-              f"| {rev}: step | {rev}: steps / 30 min |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        print(f"\n| model | decoder | synth + losses | synth share | step | steps / 30 min | {rev}: decoder "
+              f"| {rev}: synth + losses | {rev}: step | {rev}: steps / 30 min | step CPU, current / {rev} |\n"
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for r in rows:
             print(f"| {r['model']} | {r['decoder_s']:.3f} | {r['synth_s']:.3f} | {100 * r['synth_share']:.0f} % "
-                  f"| {r['decoder_s'] + r['synth_s']:.3f} | {r['steps_per_30min']:.0f} | {r['baseline_synth_s']:.3f} "
-                  f"| {r['decoder_s'] + r['baseline_synth_s']:.3f} | {r['baseline_steps_per_30min']:.0f} |")
+                  f"| {r['decoder_s'] + r['synth_s']:.3f} | {r['steps_per_30min']:.0f} | {r['baseline_decoder_s']:.3f} "
+                  f"| {r['baseline_synth_s']:.3f} | {r['baseline_decoder_s'] + r['baseline_synth_s']:.3f} "
+                  f"| {r['baseline_steps_per_30min']:.0f} | {100 * r['step_cpu_ratio']:.1f} % "
+                  f"({100 * r['step_cpu_ratio_realistic']:.1f} % realistic) |")
+        print(f"\n(`{rev}` decoder: `edge`'s GRU as the per-frame autograd loop of that revision; other decoders "
+              "are the same code in both columns.)")
     else:
         print("\n| model | decoder | synth + losses | synth share of the step | steps / 30 min |\n"
               "|---|---:|---:|---:|---:|")

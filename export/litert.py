@@ -373,7 +373,8 @@ def io_specs(model_bytes: bytes) -> tuple[TensorSpec, TensorSpec, list[TensorSpe
     -------
     x_spec, y_spec : TensorSpec
     state_in_specs, state_out_specs : list of TensorSpec
-        In the step graph's state order (:func:`edgensd.export.stepgraph.step_state_names`) (mapped by signature names, not by shapes or tensor order).
+        In the step graph's state order (:func:`edgensd.export.stepgraph.step_state_names`), mapped by
+        signature names, not by shapes or tensor order.
     """
     io = read_step_io(model_bytes)
     return io.x, io.y, io.states_in, io.states_out

@@ -325,3 +325,64 @@ def test_default_size_causal_models_stream_exactly(name):
         chunks = torch.cat(list(model.stream([x[:, :5], x[:, 5:6], x[:, 6:17], x[:, 17:]])), dim=1)
     assert (torch.stack(steps, 1) - whole).abs().max() <= 1e-5
     assert (chunks - whole).abs().max() <= 1e-5
+
+
+def _gru_loop(cell, x, h):
+    """HardGRUCell's recurrence as the plain per-frame autograd loop (the reference for its fast path)."""
+    hd = cell.hidden
+    gx, outs = cell.w_x(x), []
+    for t in range(x.shape[1]):
+        gi, gh = gx[:, t], cell.w_h(h)
+        r = torch.nn.functional.hardsigmoid(gi[:, :hd] + gh[:, :hd])
+        z = torch.nn.functional.hardsigmoid(gi[:, hd : 2 * hd] + gh[:, hd : 2 * hd])
+        n = torch.nn.functional.hardtanh(gi[:, 2 * hd :] + r * gh[:, 2 * hd :])
+        h = n + z * (h - n)
+        outs.append(h)
+    return torch.stack(outs, dim=1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_edge_gru_backprop_through_time_equals_autograd_loop(dtype):
+    # The training path's hand-written BPTT against autograd through the per-frame loop: values and every
+    # gradient (input, start state, both weight matrices and biases), with gates driven into their flat parts.
+    from edgensd.decoders.edge import HardGRUCell
+
+    torch.manual_seed(3)
+    cell = HardGRUCell(6, 5).to(dtype)
+    with torch.no_grad():
+        cell.w_x.weight.mul_(4.0)  # drive the gates into their flat parts
+    x = (3.0 * torch.randn(4, 37, 6, dtype=dtype)).requires_grad_()
+    h0 = torch.randn(4, 5, dtype=dtype).clamp(-1, 1).requires_grad_()
+    y_fast, h_last = cell(x, h0)
+    y_ref = _gru_loop(cell, x, h0)
+    g = torch.randn_like(y_ref)
+    args = [x, h0, *cell.parameters()]
+    g_fast = torch.autograd.grad((y_fast * g).sum() + h_last.sum(), args)
+    g_ref = torch.autograd.grad((y_ref * g).sum() + y_ref[:, -1].sum(), args)
+    # float64: PyTorch's own hard-sigmoid backward uses 1/6 in float32 (relative 3e-8), the reference's limit
+    rel = 1e-5 if dtype == torch.float32 else 1e-7
+    assert (y_fast - y_ref).abs().max().item() <= 10 * torch.finfo(dtype).eps
+    for a, b in zip(g_fast, g_ref, strict=True):
+        assert (a - b).abs().max().item() <= rel * b.abs().max().item()
+    gates = cell.w_x(x)
+    assert (gates[..., :10].abs() > 3).float().mean() > 0.05  # saturated r/z gates: the masks are exercised
+    assert (gates[..., 10:].abs() > 1).float().mean() > 0.05  # and clipped candidates
+
+
+def test_edge_gru_fast_path_only_when_training():
+    from edgensd.decoders import edge as edge_mod
+
+    cell = edge_mod.HardGRUCell(3, 4)
+    x = torch.randn(2, 5, 3)
+    calls = []
+    real = edge_mod._HardGRUSequence.apply
+    edge_mod._HardGRUSequence.apply = lambda *a: calls.append(1) or real(*a)
+    try:
+        with torch.no_grad():
+            cell(x, None)  # inference and export: the plain loop
+        cell(x[:, :1], None)  # one frame (streaming)
+        assert calls == []
+        y, _ = cell(x, None)
+        assert calls == [1]
+    finally:
+        edge_mod._HardGRUSequence.apply = real

@@ -110,6 +110,11 @@ class HardGRUCell(StatefulLayer):
         if h is None:
             h = x.new_zeros((x.shape[0], hd))
         gx = self.w_x(x)  # all frames at once
+        if torch.is_grad_enabled() and x.shape[1] > 1 and not _tracing_or_scripting():
+            # Training: the recurrence in one autograd node with hand-written backpropagation through time
+            # (same values; a few times less autograd overhead per frame than the loop below).
+            outs = _HardGRUSequence.apply(gx, h, self.w_h.weight, self.w_h.bias)
+            return outs, outs[:, -1]
         outs = []
         for t in range(x.shape[1]):
             gi, gh = gx[:, t], self.w_h(h)
@@ -119,6 +124,70 @@ class HardGRUCell(StatefulLayer):
             h = n + z * (h - n)
             outs.append(h)
         return torch.stack(outs, dim=1), h
+
+
+def _tracing_or_scripting() -> bool:
+    return torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling()
+
+
+class _HardGRUSequence(torch.autograd.Function):
+    """:class:`HardGRUCell`'s recurrence over a sequence, with backpropagation through time written out.
+
+    ``forward(gx (b, n, 3h), h0 (b, h), w_h (3h, h), b_h (3h,)) -> states (b, n, h)``; ``gx`` is the input
+    projection of every frame (r, z, n blocks). The gradients follow PyTorch's conventions at the kinks
+    (hard-sigmoid passes the gradient for -3 < a < 3, hard-tanh for -1 < a < 1).
+    """
+
+    @staticmethod
+    def forward(ctx, gx: Tensor, h0: Tensor, w_h: Tensor, b_h: Tensor) -> Tensor:
+        b, n, three_h = gx.shape
+        hd = three_h // 3
+        gx_t = gx.transpose(0, 1).contiguous()  # time-major buffers: every per-frame slice is contiguous
+        gh = gx.new_empty((n, b, three_h))  # U h + c per frame
+        a = gx_t  # pre-activations of r, z, n, written over the input projection (a copy of gx)
+        outs = gx.new_empty((n, b, hd))
+        h = h0
+        w_t = w_h.t()
+        for t in range(n):
+            torch.addmm(b_h, h, w_t, out=gh[t])
+            at = a[t]
+            at[:, : 2 * hd] += gh[t, :, : 2 * hd]
+            rz = F.hardsigmoid(at[:, : 2 * hd])
+            at[:, 2 * hd :].addcmul_(rz[:, :hd], gh[t, :, 2 * hd :])
+            cand = F.hardtanh(at[:, 2 * hd :])
+            h = torch.addcmul(cand, rz[:, hd:], h - cand, out=outs[t])
+        ctx.save_for_backward(h0, w_h, outs, gh, a)
+        return outs.transpose(0, 1)
+
+    @staticmethod
+    def backward(ctx, d_outs: Tensor):
+        h0, w_h, outs, gh, a = ctx.saved_tensors
+        n, b, hd = outs.shape
+        rz = F.hardsigmoid(a[..., : 2 * hd])
+        r, z = rz[..., :hd], rz[..., hd:]
+        cand = F.hardtanh(a[..., 2 * hd :])
+        in_rz = (a[..., : 2 * hd] > -3.0) & (a[..., : 2 * hd] < 3.0)
+        in_n = (a[..., 2 * hd :] > -1.0) & (a[..., 2 * hd :] < 1.0)
+        h_prev = torch.cat([h0[None], outs[:-1]], dim=0)
+        # Per-frame factors that do not depend on the incoming gradient, computed for all frames at once.
+        f_n = (1.0 - z) * in_n  # d a_n / d h'
+        f_z = (h_prev - cand) * in_rz[..., hd:] / 6.0  # d a_z / d h'
+        f_r = gh[..., 2 * hd :] * in_rz[..., :hd] / 6.0  # d a_r / d a_n
+        d_outs_t = d_outs.transpose(0, 1)
+        d_gh = torch.empty_like(gh)  # gradient w.r.t. U h + c (r, z blocks = those w.r.t. a_r, a_z)
+        d_an = torch.empty_like(outs)  # gradient w.r.t. a_n
+        dh = torch.zeros_like(h0)
+        for t in range(n - 1, -1, -1):
+            dh = dh + d_outs_t[t]
+            torch.mul(dh, f_n[t], out=d_an[t])
+            torch.mul(dh, f_z[t], out=d_gh[t, :, hd : 2 * hd])
+            torch.mul(d_an[t], f_r[t], out=d_gh[t, :, :hd])
+            torch.mul(d_an[t], r[t], out=d_gh[t, :, 2 * hd :])
+            dh = torch.addmm(dh * z[t], d_gh[t], w_h)
+        flat_gh = d_gh.reshape(n * b, 3 * hd)
+        d_w = flat_gh.t() @ h_prev.reshape(n * b, hd)
+        d_gx = torch.cat([d_gh[..., : 2 * hd], d_an], dim=-1).transpose(0, 1)
+        return d_gx, dh, d_w, flat_gh.sum(0)
 
 
 @register("edge")

@@ -3,7 +3,8 @@
 A step graph has one input frame and the state tensors in, one frame of raw speech parameters and the new
 state tensors out, always in this order:
 
-* inputs: ``x`` (1, n_electrodes), then each state tensor in the step graph's order (the manifest's ``model.state_names``);
+* inputs: ``x`` (1, n_electrodes), then each state tensor in the step graph's order (the manifest's
+  ``model.state_names``);
 * outputs: ``y`` (1, 18) raw parameters (:func:`edgensd.params.raw_to_physical` maps them), then each new
   state tensor in the same order as the inputs.
 
