@@ -28,10 +28,13 @@ OVERRIDES = {"edge": {"channels": 8, "dilations": [1, 2], "gru_hidden": 8},
 MINUTES = "0.1"  # stage-2 budget of each tiny decoder (6 s)
 
 
-def _argv(data, out, *extra) -> list[str]:
+def _argv(data, out, *extra, shared: bool = False) -> list[str]:
+    """The test sweep: stage 1 trains each participant's speech model for 0.6 s (or, ``shared``, the demo
+    speech model serves all), then tiny edge and lstm decoders, causal, one CPU (one task after another)."""
+    stage1 = ["--speech-model", str(SPEECH_MODEL)] if shared else ["--speech-minutes", "0.01"]
     return ["sweep", "--participants", str(data), "--archs", "edge,lstm", "--causal", "causal", "--out", str(out),
-            "--speech-model", str(SPEECH_MODEL), "--minutes", MINUTES, "--batch-size", "4", "--no-stoi",
-            "--cpus", "1", "--decoder-config", json.dumps(OVERRIDES), *extra]
+            *stage1, "--minutes", MINUTES, "--batch-size", "4", "--no-stoi", "--cpus", "1", "--decoder-config",
+            json.dumps(OVERRIDES), *extra]
 
 
 @pytest.fixture(scope="module")
@@ -134,12 +137,17 @@ def test_killed_sweep_resumes_without_redoing_finished_tasks(killed):
     assert (edge / "done.json").read_bytes() == k["edge_done"]
     assert (edge / "done.json").stat().st_mtime_ns == k["edge_done_mtime"]
     assert _attempts(edge) == 1 and _attempts(out / "tasks/p/speech") == 1
+    stage1 = json.loads((out / "tasks/p/speech/done.json").read_text())
+    assert stage1["speech_train_steps"] >= 1 and not stage1["shared_speech_model"]
+    assert (out / "tasks/p/speech/model/model.pt").is_file()
+    assert sorted(p.name.split("_")[0] for p in (out / "tasks/p/cache").iterdir()) == ["reference", "ridge", "ridge"]
     assert _attempts(lstm) == 2
     assert "resuming from" in (lstm / "task.log").read_text()
     log = "\n".join(killed["resume_log"])
     assert "1 finished, 1 to run (+0 stage 1)" in log
     assert "[2/2] p lstm causal: PCC " in log and "p edge causal: PCC" not in log
     done = json.loads((lstm / "done.json").read_text())
+    assert done["speech_model"] == str(out / "tasks/p/speech/model")
     assert done["attempt"] == 2 and done["fingerprint"]["minutes"] == float(MINUTES)
     assert done["train_seconds"] >= 0.9 * 60 * float(MINUTES)  # both runs together used the budget
     r = json.loads((out / "results.json").read_text())
@@ -201,6 +209,8 @@ def test_changed_settings_on_an_existing_out_are_refused(killed, participant, tm
     assert main(_argv(other, out)) == 2
     msg = _logged(edgensd_log)
     assert "participant 'p' file content" in msg and "another --out" in msg
+    assert main(_argv(participant, out, shared=True)) == 2  # a shared speech model instead of stage 1
+    assert "speech_model: '(trained per participant)' → " in _logged(edgensd_log)
     assert sorted(p.name for p in out.iterdir()) == before
     # a finished task whose own fingerprint differs (e.g. a hand-copied folder) is refused too
     cfg = SweepConfig.load(out / "sweep_config.json")
@@ -236,7 +246,7 @@ def test_bad_input_is_refused_before_any_work(participant, tmp_path, edgensd_log
     argv = _argv(participant, out)
     argv[argv.index("--causal") + 1] = "noncausal"
     refused(argv, "['edge'] exist only as causal models")
-    argv = _argv(participant, out)
+    argv = _argv(participant, out, shared=True)
     argv[argv.index("--speech-model") + 1] = str(tmp_path / "nope")
     refused(argv, "--speech-model: no such model folder")
     argv = _argv(participant, out)
@@ -324,3 +334,33 @@ def test_sweep_config_round_trip_and_resume_rules(tmp_path):
         SweepConfig(causal="sometimes")
     with pytest.raises(SweepConfigError, match="distinct names"):
         SweepConfig(participants=["/a/p.h5", "/b/p.h5"])
+
+
+def test_shared_speech_model_of_another_voice_is_refused(participant, tmp_path, edgensd_log):
+    from edgensd.params import VoiceRange
+
+    low = tmp_path / "q.h5"
+    shutil.copy(participant, low)
+    with h5py.File(low, "a") as f:
+        del f["voice_range"]
+        f.create_dataset("voice_range", data=json.dumps(VoiceRange.preset("low").to_dict()),
+                         dtype=h5py.string_dtype())
+    assert main(_argv(low, tmp_path / "out", shared=True)) == 2
+    msg = _logged(edgensd_log)
+    assert "--speech-model: its voice range 'high'" in msg and "q.h5 ('low'" in msg
+
+
+def test_a_cluster_address_is_joined_not_started(monkeypatch):
+    """--ray-address: ray.init gets the address and none of the local instance's settings."""
+    import ray
+
+    calls = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kw: calls.append(kw))
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 64.0})
+    monkeypatch.setattr(ray, "shutdown", lambda: calls.append("shutdown"))
+    s = runner.start_ray(num_cpus=2, address="10.0.0.5:6379")
+    assert calls[0]["address"] == "10.0.0.5:6379" and "num_cpus" not in calls[0] and "_temp_dir" not in calls[0]
+    assert s.total_cpus() == 64.0 and s.temp_dir is None
+    s.stop()
+    assert calls[-1] == "shutdown"

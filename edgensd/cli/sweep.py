@@ -103,6 +103,27 @@ def _decoder_overrides(text: str | None, archs: list[str]) -> dict:
     return d
 
 
+def _check_voices(speech_model: Path, files: list[Path]) -> None:
+    """A shared speech model must have each participant's voice range (when the file states one)."""
+    import h5py
+
+    from edgensd.params import VoiceRange
+    from edgensd.speech.model import CONFIG_FILE as SPEECH_CONFIG
+    from edgensd.speech.model import SpeechModelConfig
+
+    voice = SpeechModelConfig.load(speech_model / SPEECH_CONFIG).voice
+    for f in files:
+        with h5py.File(f, "r") as h:
+            if "voice_range" not in h:
+                continue
+            raw = h["voice_range"][()]
+        theirs = VoiceRange.from_dict(json.loads(raw.decode() if isinstance(raw, bytes) else raw))
+        if not theirs.same_as(voice):
+            raise CommandError(
+                f"--speech-model: its voice range {voice.name!r} {voice.f0_hz} Hz differs from that of {f} "
+                f"({theirs.name!r} {theirs.f0_hz} Hz); leave out --speech-model to train one per participant")
+
+
 def build_config(args: argparse.Namespace) -> SweepConfig:
     """Check the arguments (paths before anything else) and build the sweep's config."""
     if not args.participants:
@@ -121,6 +142,7 @@ def build_config(args: argparse.Namespace) -> SweepConfig:
         if not (Path(speech_model) / "model.pt").is_file():
             raise CommandError(f"--speech-model: {speech_model} holds no model.pt; pass a folder written by "
                                "`edgensd train speech`")
+        _check_voices(Path(speech_model), files)
     archs = parse_archs(args.archs)
     if args.causal == "noncausal":
         from edgensd.decoders import get_decoder_class
