@@ -159,8 +159,11 @@ def start_ray(num_cpus: int = 0, address: str = "") -> RaySession:
             shutil.rmtree(temp_dir, ignore_errors=True)
         raise
     dt = time.time() - t0
-    where = address or f"this machine ({int(ray.cluster_resources().get('CPU', 0))} CPUs)"
-    logger.info("Ray started on %s in %.1f s", where, dt)
+    if address:
+        logger.info("joined the Ray cluster at %s (%g CPUs) in %.1f s", address, ray.cluster_resources().get("CPU", 0),
+                    dt)
+    else:
+        logger.info("Ray started on this machine (%d CPUs) in %.1f s", ray.cluster_resources().get("CPU", 0), dt)
     return RaySession(address or "local", True, temp_dir, dt, env, sigterm)
 
 
