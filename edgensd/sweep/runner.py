@@ -18,6 +18,7 @@ import signal
 import tempfile
 import threading
 import time
+import warnings
 from pathlib import Path
 
 from edgensd.log import logger
@@ -143,9 +144,14 @@ def start_ray(num_cpus: int = 0, address: str = "") -> RaySession:
             if quiet is not None:
                 quiet.setLevel(logging.ERROR)
             try:
-                ray.init(address="local", num_cpus=n, include_dashboard=False,
-                         object_store_memory=OBJECT_STORE_BYTES, _temp_dir=str(temp_dir), log_to_driver=False,
-                         logging_level=logging.WARNING)
+                with warnings.catch_warnings():
+                    # Ray starts its processes with a preexec_fn (so they die with this one), which runs the
+                    # fork hooks; JAX (loaded by the export tools) warns in its hook on every fork once it has
+                    # threads. The children exec at once, so the warning does not apply.
+                    warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
+                    ray.init(address="local", num_cpus=n, include_dashboard=False,
+                             object_store_memory=OBJECT_STORE_BYTES, _temp_dir=str(temp_dir), log_to_driver=False,
+                             logging_level=logging.WARNING)
             finally:
                 if quiet is not None:
                     quiet.setLevel(old_level)
