@@ -25,6 +25,7 @@ _EXTRA_OF_MODULE = {
     "pystoi": "the training extra: pip install 'edgensd[training]'",
     "mne": "the neural extra: pip install 'edgensd[neural]'",
     "pynwb": "the neural extra: pip install 'edgensd[neural]'",
+    "ray": "the cohort extra: pip install 'edgensd[cohort]'",
 }
 
 
