@@ -387,8 +387,13 @@ class ArticulatoryProxies:
     formants_hz: np.ndarray
 
 
+_STEEP = 2.5  # slope of the proxies' sigmoids per SD of the normalized formant
+
+
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
+    from scipy.special import expit
+
+    return expit(x)
 
 
 def _robust_z(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -467,14 +472,18 @@ def articulatory_proxies(audio: np.ndarray, features, chunk_frames: int = 4096) 
         logp = np.log(np.maximum(pw.astype(np.float64), 1e-12))
         cep = sfft.irfft(logp, n=N_FFT, axis=1)  # real cepstrum (the log spectrum is even)
         env = sfft.rfft(cep * lifter, n=N_FFT, axis=1).real
-        f1 = _peak(env, freqs, np.full(b - a, 250.0), np.full(b - a, 1000.0))
-        f2 = _peak(env, freqs, f1 + 150.0, np.full(b - a, 2800.0))
-        f3 = _peak(env, freqs, f2 + 150.0, np.full(b - a, 3600.0))
+        env += 2.0 * np.log(np.maximum(freqs, 50.0) / 1000.0)  # +6 dB/octave: formant peaks above the tilt
+        peak = np.zeros(env.shape, bool)
+        peak[:, 1:-1] = (env[:, 1:-1] > env[:, :-2]) & (env[:, 1:-1] >= env[:, 2:])
+        f1 = _peak(env, peak, freqs, np.full(b - a, 250.0), np.full(b - a, 1000.0))
+        f2 = _peak(env, peak, freqs, f1 + 200.0, np.full(b - a, 2800.0))
+        f3 = _peak(env, peak, freqs, f2 + 200.0, np.full(b - a, 3600.0))
         formants[a:b] = np.stack([f1, f2, f3], axis=1)
         tot = pw.sum(axis=1)
         hi_share[a:b] = np.where(tot > 0, pw[:, hi_band].sum(axis=1) / np.maximum(tot, 1e-20), 0.0)
     speech = features.is_speech
-    voiced = speech & (voicing > 0.2)
+    voiced = speech & (voicing > 0.2) & np.all(np.isfinite(formants), axis=1)
+    formants = np.where(np.isfinite(formants), formants, 1000.0).astype(np.float32)
     sos10 = signal.butter(2, 10.0, output="sos", fs=FRAME_RATE)
     sos_resp = signal.butter(2, 1.5, output="sos", fs=FRAME_RATE)
 
@@ -482,17 +491,17 @@ def articulatory_proxies(audio: np.ndarray, features, chunk_frames: int = 4096) 
         return signal.sosfiltfilt(sos, x) if x.shape[0] > 20 else x
 
     z = np.stack([smooth(_hold(_robust_z(np.log(formants[:, k]), voiced), voiced)) for k in range(3)], axis=1)
-    gate = np.clip(smooth(loud), 0.0, 1.0)
+    gate = np.clip(smooth(speech.astype(np.float64)), 0.0, 1.0)  # articulating: speech, smoothed like a movement
     z_hi = smooth(_robust_z(np.log(np.maximum(hi_share, 1e-6)), speech))
     speed = np.linalg.norm(np.diff(z, axis=0, prepend=z[:1]), axis=1) * FRAME_RATE
     scale = float(np.percentile(speed[speech], 95)) if speech.sum() > 10 else float(speed.max() or 1.0)
     out = {
-        "jaw_open": _sigmoid(1.5 * z[:, 0]) * gate,
-        "tongue_high": _sigmoid(-1.5 * z[:, 0]) * gate,
-        "tongue_front": _sigmoid(1.5 * z[:, 1]) * gate,
-        "tongue_back": _sigmoid(-1.5 * z[:, 1]) * gate,
-        "tongue_tip": _sigmoid(1.5 * z_hi) * gate,
-        "lip_round": _sigmoid(-1.2 * (z[:, 2] + 0.5 * z[:, 1])) * gate,
+        "jaw_open": _sigmoid(_STEEP * z[:, 0]) * gate,
+        "tongue_high": _sigmoid(-_STEEP * z[:, 0]) * gate,
+        "tongue_front": _sigmoid(_STEEP * z[:, 1]) * gate,
+        "tongue_back": _sigmoid(-_STEEP * z[:, 1]) * gate,
+        "tongue_tip": _sigmoid(_STEEP * z_hi) * gate,
+        "lip_round": _sigmoid(-0.8 * _STEEP * (z[:, 2] + 0.5 * z[:, 1])) * gate,
         "larynx": np.clip(smooth(voicing), 0.0, 1.0),
         "respiration": np.clip(smooth(loud, sos_resp) / max(float(np.percentile(loud, 99)), 1e-6), 0.0, 1.0),
         "articulator_speed": np.clip(speed / max(scale, 1e-6), 0.0, 1.0) * gate,
@@ -503,11 +512,11 @@ def articulatory_proxies(audio: np.ndarray, features, chunk_frames: int = 4096) 
     return ArticulatoryProxies(activations=acts, names=ARTICULATORY_NAMES, formants_hz=formants)
 
 
-def _peak(env: np.ndarray, freqs: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """Frequency of the largest value of each row of ``env`` between ``lo`` and ``hi`` Hz (per row)."""
-    inside = (freqs[None, :] >= lo[:, None]) & (freqs[None, :] <= np.maximum(hi, lo + 100.0)[:, None])
+def _peak(env: np.ndarray, peak: np.ndarray, freqs: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Frequency of the highest local maximum of each row of ``env`` between ``lo`` and ``hi`` Hz; NaN if none."""
+    inside = peak & (freqs[None, :] >= lo[:, None]) & (freqs[None, :] <= hi[:, None])
     k = np.argmax(np.where(inside, env, -np.inf), axis=1)
-    return freqs[k]
+    return np.where(inside.any(axis=1), freqs[k], np.nan)
 
 
 def articulatory_tuning(positions_mm: np.ndarray, sensorimotor: np.ndarray, rng: np.random.Generator) -> np.ndarray:
