@@ -22,8 +22,6 @@ Example:
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 from edgensd.cli._args import (
     bounded_float,
@@ -130,7 +128,7 @@ def knob_config(args: argparse.Namespace) -> dict:
 def run(args: argparse.Namespace) -> int:
     """Run the simulation and write its files."""
     from edgensd.log import logger
-    from edgensd.neural.simulate import SimulationConfig, config_path_for, simulate, write_simulation
+    from edgensd.neural.simulate import SimulationConfig, report_path_for, simulate, write_report, write_simulation
 
     check_input_file(args.speech, "--speech")
     check_output_file(args.out, "--out")
@@ -151,16 +149,6 @@ def run(args: argparse.Namespace) -> int:
     )
     res = simulate(cfg)
     path, cfg_path = write_simulation(res, args.out)
-    report_path = Path(path).with_name(Path(path).stem + ".simulation_report.json")
-    report = {
-        "participant_file": str(path),
-        "config_file": str(cfg_path),
-        "timings_s": {k: round(v, 3) for k, v in res.timings_s.items()},
-        "simulator_knobs": {"nonlinearity": cfg.nonlinearity, **cfg.knobs.to_dict()},
-        "truth_summary": res.truth.summary(),
-        "hg_ratio_measured": [None if v != v else round(float(v), 4) for v in res.truth.ratio_measured],
-    }
-    report_path.write_text(json.dumps(report, indent=2) + "\n")
-    assert config_path_for(path) == cfg_path
-    logger.info("wrote %s, %s and %s", path, cfg_path, report_path)
+    write_report(res, path)
+    logger.info("wrote %s, %s and %s", path, cfg_path, report_path_for(path))
     return 0

@@ -85,10 +85,12 @@ __all__ = [
     "load_ground_truth",
     "make_electrode_model",
     "measure_speech_ratio",
+    "report_path_for",
     "simulate",
     "speech_drive",
     "speech_frames",
     "synthetic_speech",
+    "write_report",
     "write_simulation",
 ]
 
@@ -1588,6 +1590,39 @@ def write_simulation(result: SimulationResult, out: str | Path) -> tuple[Path, P
     path = save_participant(result.participant, out)
     cfg_path = result.config.save(config_path_for(out))
     return path, cfg_path
+
+
+def report_path_for(out: str | Path) -> Path:
+    """Where :func:`write_report` puts the report: ``<out stem>.simulation_report.json`` beside ``out``."""
+    out = Path(out)
+    return out.with_name(out.stem + ".simulation_report.json")
+
+
+def write_report(result: SimulationResult, out: str | Path) -> dict:
+    """Write the simulation report beside the participant file ``out`` (atomically) and return it.
+
+    The report holds the file names, the resolved simulator knobs, the number of trials and minutes, the
+    timings per stage (s), the ground-truth summary and the measured speech/silence ratio of every electrode.
+    """
+    from edgensd.audio import _tmp_path
+
+    out = Path(out)
+    p = result.participant
+    report = {
+        "participant_file": str(out),
+        "config_file": str(config_path_for(out)),
+        "n_trials": int(p.n_trials),
+        "minutes": round(p.n_frames / FRAME_RATE / 60.0, 3),
+        "simulator_knobs": {"nonlinearity": result.config.nonlinearity, **result.config.knobs.to_dict()},
+        "timings_s": {k: round(v, 3) for k, v in result.timings_s.items()},
+        "truth_summary": result.truth.summary(),
+        "hg_ratio_measured": [None if v != v else round(float(v), 4) for v in result.truth.ratio_measured],
+    }
+    path = report_path_for(out)
+    tmp = _tmp_path(path)
+    tmp.write_text(json.dumps(report, indent=2) + "\n")
+    tmp.replace(path)
+    return report
 
 
 def load_ground_truth(source) -> GroundTruth:
