@@ -87,6 +87,7 @@ def test_tiny_cohort_builds_and_resumes_per_participant(tmp_path, edgensd_log):
         assert (cfg.layout, cfg.hemisphere, cfg.max_trials) == (rec["layout"], rec["hemisphere"], 3)
         p = load_participant(path)
         assert p.hemisphere == rec["hemisphere"] and p.n_trials == 3
+        assert (p.attrs["voice"], p.attrs["speaker_sex"]) == (rec["voice"], rec["speaker_sex"])  # from the speech
         with h5py.File(path, "r") as f:
             assert f.attrs["layout"] == rec["layout"]
             assert json.loads(f.attrs["simulation_config"])["hemisphere"] == rec["hemisphere"]

@@ -69,7 +69,7 @@ def test_gather_small(tmp_path, edgensd_log):
     assert train.tolist() == [0, 2, 4] and test.tolist() == [1, 3, 5]
     assert isinstance(p.voice_range, VoiceRange) and p.voice_range.same_as(VoiceRange.preset("high"))
     assert p.attrs["licence"] == "CC-BY-SA-3.0" and p.attrs["attribution"] == "Recorded by Allison Smith"
-    assert "Allison" in p.attrs["source"]
+    assert "Allison" in p.attrs["source"] and p.attrs["voice"] == "en" and p.attrs["speaker_sex"] == "female"
     gap = int(0.25 * 16000)
     assert p.start[0] * HOP >= gap and p.audio.size % HOP == 0
     prev_end = 0

@@ -470,9 +470,8 @@ def build_speech_participant(config: SpeechDataConfig | None = None) -> tuple[Pa
         extra_attrs["voice_estimate"] = json.dumps(est.to_dict(), sort_keys=True)
     else:
         voice_range = VoiceRange.preset(cfg.resolved_voice_range)
-    if cfg.voice != "en":  # the English file's attributes are as before other voices existed
-        extra_attrs.update({"voice": voice.code, "speaker": voice.speaker, "speaker_sex": voice.sex,
-                            "language": voice.language})
+    extra_attrs.update({"voice": voice.code, "speaker": voice.speaker, "speaker_sex": voice.sex,
+                        "language": voice.language})
     p = Participant(
         audio=wave,
         start=starts,
