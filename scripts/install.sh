@@ -12,7 +12,10 @@ source scripts/_env.sh
 WHAT=${1:-all}
 case "$WHAT" in
   demo) APT_PKGS="gcc"; EXTRAS="demo" ;;
-  all) APT_PKGS="gcc asterisk-core-sounds-en-g722 asterisk-core-sounds-en asterisk-core-sounds-en-wav pocketsphinx-testdata"; EXTRAS="dev" ;;
+  all) APT_PKGS="gcc asterisk-core-sounds-en-g722 asterisk-core-sounds-en asterisk-core-sounds-en-wav pocketsphinx-testdata"
+       # the other voices (es, fr, it, ru): prompts and transcripts
+       for lang in es fr it ru; do APT_PKGS="$APT_PKGS asterisk-core-sounds-$lang-g722 asterisk-core-sounds-$lang"; done
+       EXTRAS="dev" ;;
   *) echo "usage: bash scripts/install.sh [demo|all] (got '$WHAT')" >&2; exit 2 ;;
 esac
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 
@@ -14,6 +15,7 @@ from edgensd.data import load_participant, trial_split
 from edgensd.data.speech import (
     ALLISON_DIR,
     TRANSCRIPT_PATH,
+    VOICES,
     SpeechDataConfig,
     SpeechDataMissingError,
     gather_speech,
@@ -44,7 +46,9 @@ def test_full_listing_finds_every_prompt():
     assert by_name["digits/1"].transcript == "one" and by_name["digits/1"].path.suffix == ".g722"
     assert by_name["beep"].is_non_speech and by_name["silence/3"].is_non_speech
     assert not by_name["letters/at"].is_non_speech  # "at [@]" is speech
-    assert sum(p.is_non_speech for p in prompts) == 15
+    # the two conference beeps ("<beep ascending>", "<beep decending>") are tones too
+    assert by_name["confbridge-join"].is_non_speech and by_name["confbridge-leave"].is_non_speech
+    assert sum(p.is_non_speech for p in prompts) == 17
 
 
 def test_gather_small(tmp_path, edgensd_log):
@@ -65,7 +69,7 @@ def test_gather_small(tmp_path, edgensd_log):
     assert train.tolist() == [0, 2, 4] and test.tolist() == [1, 3, 5]
     assert isinstance(p.voice_range, VoiceRange) and p.voice_range.same_as(VoiceRange.preset("high"))
     assert p.attrs["licence"] == "CC-BY-SA-3.0" and p.attrs["attribution"] == "Recorded by Allison Smith"
-    assert "Allison" in p.attrs["source"]
+    assert "Allison" in p.attrs["source"] and p.attrs["voice"] == "en" and p.attrs["speaker_sex"] == "female"
     gap = int(0.25 * 16000)
     assert p.start[0] * HOP >= gap and p.audio.size % HOP == 0
     prev_end = 0
@@ -87,9 +91,9 @@ def test_gather_small(tmp_path, edgensd_log):
 def test_gather_everything(tmp_path):
     res = gather_speech(tmp_path, verbose="warning")
     p = load_participant(res.path, require_neural=False)
-    assert p.n_trials == res.n_prompts == 568 - 15
+    assert p.n_trials == res.n_prompts == 568 - 17
     assert sorted(res.skipped) == sorted(
-        ["ascending-2tone", "beep", "beeperr", "descending-2tone", "tt-monkeys"]
+        ["ascending-2tone", "beep", "beeperr", "confbridge-join", "confbridge-leave", "descending-2tone", "tt-monkeys"]
         + [f"silence/{i}" for i in range(1, 11)]
     )
     test = p.test_trials.tolist()  # 50 prompts spread evenly over the sorted names
@@ -105,23 +109,23 @@ def test_non_speech_prompts_and_missing_transcripts(tmp_path):
     (sounds / "silence").mkdir(parents=True)
     shutil.copy(ALLISON_DIR / "activated.g722", sounds / "activated.g722")
     shutil.copy(ALLISON_DIR / "beep.g722", sounds / "beep.g722")
-    shutil.copy(ALLISON_DIR / "silence" / "1.g722", sounds / "silence" / "1.g722")
+    shutil.copy(ALLISON_DIR / "silence" / "1.g722", sounds / "silence" / "quiet.g722")
     shutil.copy(ALLISON_DIR / "added.g722", sounds / "zz-untranscribed.g722")
     transcripts = tmp_path / "core-sounds-en.txt"
     transcripts.write_text(
         "; comment\n\nactivated: Activated.\nbeep: [this is a simple beep tone]\n"
-        "silence/1: odd: but spoken?\n"
+        "silence/quiet: odd: but spoken?\n"
     )
     base = {"sounds_dir": str(sounds), "transcript_path": str(transcripts), "n_test": 1}
     res = gather_speech(tmp_path / "a", SpeechDataConfig(**base), verbose="warning")
     p = load_participant(res.path, require_neural=False)
-    # beep: bracketed transcript; silence/1: decodes to silence (its transcript here claims speech)
-    assert p.prompt_names == ["activated", "zz-untranscribed"] and res.skipped == ["beep", "silence/1"]
+    # beep: bracketed transcript; silence/quiet: decodes to silence (its transcript here claims speech)
+    assert p.prompt_names == ["activated", "zz-untranscribed"] and res.skipped == ["beep", "silence/quiet"]
     assert p.labels == ["Activated.", "zz-untranscribed"]  # no transcript: the name is the label
     assert p.test_trials.tolist() == [1]
     res = gather_speech(tmp_path / "b", SpeechDataConfig(**base, include_non_speech=True), verbose="warning")
     p = load_participant(res.path, require_neural=False)
-    assert p.prompt_names == ["activated", "beep", "silence/1", "zz-untranscribed"] and res.skipped == []
+    assert p.prompt_names == ["activated", "beep", "silence/quiet", "zz-untranscribed"] and res.skipped == []
     assert p.labels[2] == "odd: but spoken?"
 
 
@@ -149,7 +153,8 @@ def test_missing_packages_name_what_to_install(tmp_path):
         ({"max_prompts": 0}, "max_prompts"),
         ({"gap_s": -1.0}, "gap_s"),
         ({"n_test": -2}, "n_test"),
-        ({"voice_range": "mid"}, r"voice_range must be one of \['low', 'high'\]"),
+        ({"voice_range": "mid"}, r"voice_range must be one of \['low', 'high', 'estimate'\]"),
+        ({"voice": "de"}, r"voice must be one of \['en', 'es', 'fr', 'it', 'ru'\]"),
     ],
 )
 def test_config_validation(kw, pattern):
@@ -170,3 +175,101 @@ def test_cli(tmp_path, edgensd_log):
     assert main(argv) == 2
     errors = [r.getMessage() for r in edgensd_log if r.levelno == logging.ERROR]
     assert any("apt-get install asterisk-core-sounds-en-g722 asterisk-core-sounds-en" in m for m in errors)
+
+
+# --------------------------------------------------------------------------------------------------------
+# the other voices (Debian packages asterisk-core-sounds-{es,fr,it,ru}[-g722], installed by install.sh)
+# --------------------------------------------------------------------------------------------------------
+
+# (voice, folder, licence, sex) as the packages' folder names and copyright file give them
+OTHER_VOICES = [
+    ("es", "es_MX_f_Allison", "CC-BY-SA-3.0", "female"),
+    ("fr", "fr_CA_f_June", "CC-BY-SA-3.0", "female"),
+    ("it", "it_IT_m_Carlo", "CC-BY-3.0", "male"),
+    ("ru", "ru_RU_f_IvrvoiceRU", "CC-BY-3.0", "female"),
+]
+
+
+@pytest.mark.parametrize(("voice", "folder", "licence", "sex"), OTHER_VOICES)
+def test_other_voice_listing_and_transcripts(voice, folder, licence, sex):
+    v = VOICES[voice]
+    assert v.sounds_dir.name == folder and v.licence == licence and v.sex == sex
+    tr = read_transcripts(v.transcript_path)
+    assert len(tr) > 450 and not any(k.startswith("\ufeff") or k.startswith(";") for k in tr)  # it: byte-order mark
+    prompts = list_prompts(v.sounds_dir, v.transcript_path, voice)
+    assert len(prompts) > 500
+    by_name = {p.name: p for p in prompts}
+    # tones are non-speech by name in every language, whatever the transcript says or lacks
+    for name in ("beep", "confbridge-join", "ascending-2tone"):
+        if name in by_name:
+            assert by_name[name].is_non_speech, name
+    assert by_name["agent-loggedoff"].transcript and not by_name["agent-loggedoff"].is_non_speech
+    assert sum(p.transcript is not None for p in prompts) > 0.9 * len(prompts)
+
+
+@pytest.mark.parametrize(("voice", "folder", "licence", "sex"), OTHER_VOICES)
+def test_gather_other_voice(tmp_path, voice, folder, licence, sex):
+    res = gather_speech(tmp_path, SpeechDataConfig(voice=voice, max_prompts=8, n_test=2), verbose="warning")
+    p = load_participant(res.path, require_neural=False)
+    v = VOICES[voice]
+    assert p.n_trials == 8 and p.attrs["licence"] == licence and p.attrs["attribution"] == v.attribution
+    assert p.attrs["voice"] == voice and p.attrs["speaker_sex"] == sex and folder in p.attrs["source"]
+    assert p.attrs["sounds_dir"] == str(v.sounds_dir)
+    tr = read_transcripts(v.transcript_path)
+    assert p.labels == [tr.get(n, n) for n in p.prompt_names]
+    # the voice range comes from the speaker's own training prompts
+    est = json.loads(p.attrs["voice_estimate"])
+    assert est["n_voiced_frames"] > 100 and 90 < est["f0_median_hz"] < 300
+    lo, hi = p.voice_range.f0_hz
+    assert lo <= est["f0_p2_hz"] and hi >= est["f0_p98_hz"]
+    readme = res.readme_path.read_text()
+    assert licence in readme and v.attribution in readme and f"--voice {voice}" in readme
+    assert SpeechDataConfig.load(res.config_path).voice == voice
+
+
+def test_voice_pitch_male_below_female():
+    """Carlo (it, male) speaks lower than June (fr) and the ru voice (female); 25 s of prompts each (all of them:
+    median f0 177, 198 and 214 Hz)."""
+    from edgensd.speech.voice import estimate_voice_range
+
+    med = {}
+    for voice in ("fr", "it", "ru"):
+        v = VOICES[voice]
+        prompts = [pr for pr in list_prompts(v.sounds_dir, v.transcript_path, voice) if not pr.is_non_speech]
+        med[voice] = estimate_voice_range((load_audio(pr.path) for pr in prompts[::37]), max_seconds=25).f0_median_hz
+    assert med["it"] < med["fr"] - 10 and med["it"] < med["ru"] - 10, med
+
+
+def test_empty_prompt_file_is_left_out(tmp_path, edgensd_log):
+    sounds = tmp_path / "sounds"
+    sounds.mkdir()
+    shutil.copy(ALLISON_DIR / "activated.g722", sounds / "activated.g722")
+    (sounds / "is.g722").write_bytes(b"")  # as in asterisk-core-sounds-ru-g722
+    transcripts = tmp_path / "t.txt"
+    transcripts.write_text("activated: Activated.\nis: is\n")
+    res = gather_speech(tmp_path / "out", SpeechDataConfig(sounds_dir=str(sounds), transcript_path=str(transcripts),
+                                                           n_test=0))
+    assert res.n_prompts == 1 and res.skipped == ["is"]
+    assert any("is.g722 is empty" in r.getMessage() and r.levelno == logging.WARNING for r in edgensd_log)
+
+
+def test_missing_packages_of_another_voice(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    msg = "apt-get install asterisk-core-sounds-it-g722 asterisk-core-sounds-it$"
+    with pytest.raises(SpeechDataMissingError, match=msg):
+        list_prompts(empty, tmp_path / "nope.txt.gz", "it")
+    with pytest.raises(ValueError, match=r"voice must be one of \['en', 'es', 'fr', 'it', 'ru'\]"):
+        list_prompts(empty, tmp_path / "nope.txt.gz", "de")
+
+
+def test_cli_voice(tmp_path, capsys):
+    out = tmp_path / "fr"
+    assert main(["data", "speech", "--voice", "fr", "--out", str(out), "--max-prompts", "3", "--n-test", "1",
+                 "--voice-range", "low", "-q"]) == 0
+    p = load_participant(out / "speech.h5", require_neural=False)
+    assert p.attrs["voice"] == "fr" and p.voice_range.same_as(VoiceRange.preset("low"))
+    assert "voice_estimate" not in p.attrs and p.labels[0] == "activé"
+    with pytest.raises(SystemExit):
+        main(["data", "speech", "--voice", "de", "--out", str(tmp_path / "x")])
+    assert "invalid choice: 'de'" in capsys.readouterr().err

@@ -40,7 +40,8 @@ def test_wheel_holds_the_mapped_packages_and_assets(wheel):
               "edgensd/runtime/backend.py", "edgensd/assets/demo/speech_model/model.pt", "edgensd/__main__.py",
               "edgensd/assets/demo/live/session.h5", "edgensd/assets/demo/live/bundle/manifest.json",
               "edgensd/assets/demo/live/bundle/decoder_int8.onnx", "edgensd/firmware_bridge/c/edbridge.c",
-              "edgensd/firmware_bridge/c/edbridge.h", "edgensd/firmware_bridge/PROTOCOL.md"):
+              "edgensd/firmware_bridge/c/edbridge.h", "edgensd/firmware_bridge/PROTOCOL.md",
+              "edgensd/assets/cohort/default.json"):
         assert f in names, f
     assert any(n.startswith("edgensd/_csynth") and n.endswith(".so") for n in names)
     assert not any(n.startswith(("export/", "firmware_bridge/", "tests/")) for n in names)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 __all__ = [
     "CommandError",
+    "bounded_float",
     "check_input_file",
     "check_model_dir",
     "check_neural_file",
@@ -57,6 +58,22 @@ def probability(text: str) -> float:
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"must be a probability in [0, 1], got {text}")
     return value
+
+
+def bounded_float(lo: float, hi: float):
+    """argparse type factory: a number in ``[lo, hi]`` (the message names the range)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a number in [{lo:g}, {hi:g}], got {text!r}") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"must be a number in [{lo:g}, {hi:g}], got {text}")
+        return value
+
+    parse.__name__ = f"number in [{lo:g}, {hi:g}]"
+    return parse
 
 
 def nonneg_float(text: str) -> float:

@@ -8,18 +8,23 @@ into 125 Hz features by the project's offline high-gamma pipeline. Writes FILE.h
 raw signal, features, positions and `sim_*` ground truth), FILE.simulation.json (the SimulationConfig) and
 FILE.simulation_report.json (timings, measured speech/silence ratios, bad channels).
 
+Simulator knobs (edgensd/neural/simulator_knobs.md): --nonlinearity linear|mild|strong picks a preset
+(linear, the default, is the base model unchanged); the knob flags override single values of it:
+saturating tuning, onset transients of posterior auditory electrodes, gain drift across trials, and
+sensorimotor drive from articulator proxies computed from the acoustics.
+
 Example:
   edgensd data speech --out data/
   edgensd simulate --speech data/speech.h5 --layout ld8x8 --hemisphere left --seed 0 --out sim/p0.h5
+  edgensd simulate --speech data/speech.h5 --layout hb128 --nonlinearity strong --gain-drift-sd 0 --out sim/p1.h5
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 from edgensd.cli._args import (
+    bounded_float,
     check_input_file,
     check_output_file,
     nonneg_float,
@@ -71,12 +76,59 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-placement-jitter", action="store_true", help="place grids exactly at the default spot"
     )
+    add_knob_arguments(parser)
+
+
+def add_knob_arguments(parser: argparse.ArgumentParser) -> None:
+    """The simulator-knob options (shared with ``edgensd simulate-cohort``'s help)."""
+    from edgensd.neural.knobs import NONLINEARITIES, PRESET_KNOBS
+
+    g = parser.add_argument_group(
+        "simulator knobs",
+        "a preset, and single knobs that override it (sources: edgensd/neural/simulator_knobs.md)",
+    )
+    g.add_argument(
+        "--nonlinearity",
+        default="linear",
+        choices=NONLINEARITIES,
+        help="knob preset: linear (the base model: every knob off), mild or strong (every knob on)",
+    )
+
+    def knob(flag: str, field: str, lo: float, hi: float, metavar: str, text: str) -> None:
+        presets = ", ".join(f"{n} {getattr(k, field):g}" for n, k in PRESET_KNOBS.items())
+        g.add_argument(flag, type=bounded_float(lo, hi), default=None, metavar=metavar,
+                       help=f"{text}; in [{lo:g}, {hi:g}] (default: the preset's: {presets})")
+
+    knob("--saturation-c50", "saturation_c50", 0.0, 10.0, "C",
+         "Naka-Rushton semi-saturation of the drive, in mean speech drives; 0 = linear")
+    knob("--saturation-exponent", "saturation_exponent", 1.0, 4.0, "N", "Naka-Rushton exponent")
+    knob("--onset-fraction", "onset_fraction", 0.0, 1.0, "F",
+         "fraction of speech auditory electrodes (most posterior) with onset transients")
+    knob("--onset-silence", "onset_silence_s", 0.05, 5.0, "S", "silence before a speech onset that evokes one, s")
+    knob("--gain-drift-sd", "gain_drift_sd", 0.0, 1.0, "SD", "SD of each electrode's log gain across trials")
+    knob("--gain-drift-trials", "gain_drift_trials", 1.0, 10000.0, "N", "correlation length of the drift, trials")
+    knob("--articulatory-weight", "articulatory_weight", 0.0, 1.0, "W",
+         "share of sensorimotor drive from articulator proxies (computed from the acoustics)")
+
+
+def knob_config(args: argparse.Namespace) -> dict:
+    """The SimulationConfig knob fields from parsed options."""
+    return {
+        "nonlinearity": args.nonlinearity,
+        "saturation_c50": args.saturation_c50,
+        "saturation_exponent": args.saturation_exponent,
+        "onset_fraction": args.onset_fraction,
+        "onset_silence_s": args.onset_silence,
+        "gain_drift_sd": args.gain_drift_sd,
+        "gain_drift_trials": args.gain_drift_trials,
+        "articulatory_weight": args.articulatory_weight,
+    }
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the simulation and write its files."""
     from edgensd.log import logger
-    from edgensd.neural.simulate import SimulationConfig, config_path_for, simulate, write_simulation
+    from edgensd.neural.simulate import SimulationConfig, report_path_for, simulate, write_report, write_simulation
 
     check_input_file(args.speech, "--speech")
     check_output_file(args.out, "--out")
@@ -93,18 +145,10 @@ def run(args: argparse.Namespace) -> int:
         n_bad=args.n_bad,
         placement_jitter=not args.no_placement_jitter,
         pipeline=args.pipeline,
+        **knob_config(args),
     )
     res = simulate(cfg)
     path, cfg_path = write_simulation(res, args.out)
-    report_path = Path(path).with_name(Path(path).stem + ".simulation_report.json")
-    report = {
-        "participant_file": str(path),
-        "config_file": str(cfg_path),
-        "timings_s": {k: round(v, 3) for k, v in res.timings_s.items()},
-        "truth_summary": res.truth.summary(),
-        "hg_ratio_measured": [None if v != v else round(float(v), 4) for v in res.truth.ratio_measured],
-    }
-    report_path.write_text(json.dumps(report, indent=2) + "\n")
-    assert config_path_for(path) == cfg_path
-    logger.info("wrote %s, %s and %s", path, cfg_path, report_path)
+    write_report(res, path)
+    logger.info("wrote %s, %s and %s", path, cfg_path, report_path_for(path))
     return 0

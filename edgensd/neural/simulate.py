@@ -63,12 +63,14 @@ from scipy.integrate import trapezoid
 
 from edgensd.config import Config, check_choice
 from edgensd.log import logger, progress_enabled, use_log_level
+from edgensd.neural.knobs import SimulatorKnobs, apply_drive_knobs, frame_gain, knob_seeds, resolve_knobs, trial_gains
 from edgensd.neural.layouts import HEMISPHERES, LAYOUT_NAMES, Layout, make_layout
 from edgensd.spectrogram import FRAME_RATE, HOP, N_FFT, SAMPLE_RATE, hann_window, mel_filterbank
 
 __all__ = [
     "BAD_KINDS",
     "DIFFICULTIES",
+    "KNOB_TRUTH_KEYS",
     "ROLES",
     "AcousticFeatures",
     "DifficultyPreset",
@@ -83,10 +85,12 @@ __all__ = [
     "load_ground_truth",
     "make_electrode_model",
     "measure_speech_ratio",
+    "report_path_for",
     "simulate",
     "speech_drive",
     "speech_frames",
     "synthetic_speech",
+    "write_report",
     "write_simulation",
 ]
 
@@ -105,6 +109,16 @@ FEATURE_NAMES: tuple[str, ...] = (
 #: Silence around speech frames that a frame needs to count as baseline in :func:`speech_frames`, s.
 BASELINE_GUARD_S = 0.35
 _TRUTH_PREFIX = "sim_"
+_KNOB_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(SimulatorKnobs))
+#: Ground-truth extras that exist only when a knob is on (:attr:`GroundTruth.knob_truth`).
+KNOB_TRUTH_KEYS: tuple[str, ...] = (
+    "sim_onset_electrode",
+    "sim_onset_frames",
+    "sim_trial_gain",
+    "sim_articulatory_weight",
+    "sim_articulatory_tuning",
+    "sim_articulatory_names",
+)
 
 
 
@@ -181,6 +195,22 @@ class SimulationConfig(Config):
         High-gamma pipeline of the stored features: the zero-phase offline one, or the causal streaming one
         that the runtime computes from a live raw stream ("train as you deploy"). The raw signal, ground
         truth and everything else do not depend on it.
+    nonlinearity : {'linear', 'mild', 'strong'}
+        Preset of the simulator knobs (:data:`edgensd.neural.knobs.PRESET_KNOBS`): ``linear`` is the base
+        encoding model (every knob off, the same output bit for bit as before the knobs existed); ``mild``
+        and ``strong`` turn on saturating tuning, onset transients, gain drift and articulatory drive.
+    saturation_c50, saturation_exponent : float or None
+        Naka–Rushton saturation of the drive (semi-saturation constant in units of the mean speech drive,
+        0 = off; exponent in [1, 4]). ``None``: the preset's value. Sources in :mod:`edgensd.neural.knobs`.
+    onset_fraction, onset_silence_s : float or None
+        Fraction of the speech-carrying auditory electrodes (the most posterior) that respond with onset
+        transients, and the silence (s) that must precede an onset. ``None``: the preset's value.
+    gain_drift_sd, gain_drift_trials : float or None
+        SD of the per-electrode log gain drifting across trials (0 = off) and its correlation length in
+        trials. ``None``: the preset's value.
+    articulatory_weight : float or None
+        Share of sensorimotor electrodes' drive from articulator proxies computed from the acoustics
+        (0 = acoustic only). ``None``: the preset's value.
     """
 
     speech: str = ""
@@ -196,6 +226,14 @@ class SimulationConfig(Config):
     placement_jitter: bool = True
     chunk_s: float = 60.0
     pipeline: str = "offline"
+    nonlinearity: str = "linear"
+    saturation_c50: float | None = None
+    saturation_exponent: float | None = None
+    onset_fraction: float | None = None
+    onset_silence_s: float | None = None
+    gain_drift_sd: float | None = None
+    gain_drift_trials: float | None = None
+    articulatory_weight: float | None = None
 
     def __post_init__(self) -> None:
         check_choice("layout", self.layout, LAYOUT_NAMES)
@@ -217,11 +255,18 @@ class SimulationConfig(Config):
             raise ValueError(f"n_bad must be a non-negative int or None, got {self.n_bad!r}")
         if not self.chunk_s > 0:
             raise ValueError(f"chunk_s must be positive, got {self.chunk_s}")
+        self.knobs  # noqa: B018 - validates the preset name and every knob value (errors name the field)
 
     @property
     def preset(self) -> DifficultyPreset:
         """The :class:`DifficultyPreset` of ``difficulty``."""
         return PRESETS[self.difficulty]
+
+    @property
+    def knobs(self) -> SimulatorKnobs:
+        """The resolved :class:`~edgensd.neural.knobs.SimulatorKnobs`: the ``nonlinearity`` preset with every
+        knob given here (not ``None``) applied."""
+        return resolve_knobs(self.nonlinearity, **{k: getattr(self, k) for k in _KNOB_FIELDS})
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -1154,6 +1199,12 @@ class GroundTruth:
         β of each electrode's 1/f^β background.
     alpha_hz, beta_hz : ndarray, float64, shape (E,)
         Alpha and beta peak frequencies, Hz.
+    knob_truth : dict of str to ndarray
+        Ground truth of the simulator knobs that are on (keys of :data:`KNOB_TRUTH_KEYS`):
+        ``sim_onset_electrode`` (E,) uint8 and ``sim_onset_frames`` (onset frames); ``sim_trial_gain``
+        (n_trials, E) multiplicative gain of each trial; ``sim_articulatory_weight`` (E,),
+        ``sim_articulatory_tuning`` (E, n_articulators) and ``sim_articulatory_names``. Empty for the
+        ``linear`` preset (nothing extra is written).
     """
 
     role: np.ndarray
@@ -1172,6 +1223,7 @@ class GroundTruth:
     aperiodic_exponent: np.ndarray
     alpha_hz: np.ndarray
     beta_hz: np.ndarray
+    knob_truth: dict = dataclasses.field(default_factory=dict)
 
     @property
     def carries_info(self) -> np.ndarray:
@@ -1182,6 +1234,8 @@ class GroundTruth:
         """Arrays for :attr:`edgensd.data.participant.Participant.extras` (keys ``sim_*``)."""
         d = {}
         for f in dataclasses.fields(self):
+            if f.name == "knob_truth":
+                continue
             v = getattr(self, f.name)
             arr = np.asarray(v)
             if arr.dtype.kind in "OU":
@@ -1189,17 +1243,28 @@ class GroundTruth:
             elif arr.dtype == bool:
                 arr = arr.astype(np.uint8)
             d[_TRUTH_PREFIX + f.name] = arr
+        for k, v in self.knob_truth.items():
+            arr = np.asarray(v)
+            d[k] = arr.astype(str).astype(object) if arr.dtype.kind in "OU" else arr
         return d
 
     @classmethod
     def from_extras(cls, extras: dict) -> GroundTruth:
         """Inverse of :meth:`to_extras`; raises a ValueError naming the missing keys."""
-        names = [f.name for f in dataclasses.fields(cls)]
+        names = [f.name for f in dataclasses.fields(cls) if f.name != "knob_truth"]
         missing = [_TRUTH_PREFIX + n for n in names if _TRUTH_PREFIX + n not in extras]
         if missing:
             raise ValueError(f"not a simulated participant: ground-truth keys {missing} are missing")
-        kw = {}
+        kw: dict = {"knob_truth": {}}
+        for k in KNOB_TRUTH_KEYS:
+            if k in extras:
+                v = np.asarray(extras[k])
+                if k == "sim_articulatory_names":
+                    v = np.array([x.decode() if isinstance(x, bytes) else str(x) for x in v.reshape(-1)])
+                kw["knob_truth"][k] = v
         for f in dataclasses.fields(cls):
+            if f.name == "knob_truth":
+                continue
             v = np.asarray(extras[_TRUTH_PREFIX + f.name])
             if f.name in ("role", "region", "bad_kind"):
                 v = np.array([x.decode() if isinstance(x, bytes) else str(x) for x in v.reshape(-1)])
@@ -1227,7 +1292,19 @@ class GroundTruth:
             "hg_ratio_info_min": float(r.min()) if r.size else float("nan"),
             "hg_ratio_info_max": float(r.max()) if r.size else float("nan"),
             "hg_ratio_none_median": _finite_median(self.ratio_measured[(self.role == "none") & ~self.bad]),
+            **self._knob_summary(),
         }
+
+    def _knob_summary(self) -> dict:
+        kt, out = self.knob_truth, {}
+        if "sim_onset_electrode" in kt:
+            out["n_onset_electrodes"] = int(np.sum(kt["sim_onset_electrode"]))
+            out["n_onsets"] = int(np.size(kt.get("sim_onset_frames", [])))
+        if "sim_trial_gain" in kt:
+            out["trial_log_gain_sd"] = float(np.log(kt["sim_trial_gain"]).std())
+        if "sim_articulatory_weight" in kt:
+            out["n_articulatory_electrodes"] = int(np.sum(np.asarray(kt["sim_articulatory_weight"]) > 0))
+        return out
 
 
 @dataclasses.dataclass
@@ -1340,7 +1417,7 @@ def simulate(config: SimulationConfig, verbose: bool | str | int | None = None) 
         timings["acoustic_features"] = time.perf_counter() - t0
 
         root = np.random.SeedSequence(cfg.seed)
-        s_layout, s_model, s_slow, s_raw = root.spawn(4)
+        s_layout, s_model, s_slow, s_raw, s_knobs = root.spawn(5)  # the first four as before the knobs existed
         rng_layout = np.random.default_rng(s_layout)
         kwargs = {}
         if cfg.placement_jitter and cfg.layout in ("ld8x8", "hb128"):
@@ -1355,8 +1432,22 @@ def simulate(config: SimulationConfig, verbose: bool | str | int | None = None) 
         model = make_electrode_model(layout, np.random.default_rng(s_model), cfg.preset, n_bad=cfg.n_bad)
 
         t0 = time.perf_counter()
+        knobs = cfg.knobs
         drive = speech_drive(feats.activations, model, feats.is_speech)
+        knob_truth: dict[str, np.ndarray] = {}
+        if not knobs.is_linear:
+            logger.info("simulator knobs (%s preset): %s", cfg.nonlinearity, knobs.to_dict())
+            drive, knob_truth = apply_drive_knobs(
+                drive, audio, feats, model, layout.positions_mm, knobs, s_knobs
+            )
         amp, gain = highgamma_amplitude(drive, model, np.random.default_rng(s_slow), cfg.preset, feats.is_speech)
+        if knobs.gain_drift_sd > 0:
+            g_trial = trial_gains(len(start), layout.n_electrodes, knobs.gain_drift_sd, knobs.gain_drift_trials,
+                                  np.random.default_rng(knob_seeds(s_knobs)[1]))
+            amp *= frame_gain(g_trial, start, end, n_frames)
+            knob_truth["sim_trial_gain"] = g_trial
+            logger.info("gain drift: log-gain SD %.3f over %d trials (set %.3f, correlation %.0f trials)",
+                        float(np.log(g_trial).std()), len(start), knobs.gain_drift_sd, knobs.gain_drift_trials)
         timings["encoding_model"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -1401,6 +1492,7 @@ def simulate(config: SimulationConfig, verbose: bool | str | int | None = None) 
             aperiodic_exponent=model.aperiodic_exponent,
             alpha_hz=model.alpha_hz,
             beta_hz=model.beta_hz,
+            knob_truth=knob_truth,
         )
         missed = np.flatnonzero(model.bad & ~detected)
         extra = np.flatnonzero(~model.bad & detected)
@@ -1429,6 +1521,7 @@ def simulate(config: SimulationConfig, verbose: bool | str | int | None = None) 
                 "simulated": True,
                 "simulator": "edgensd.neural.simulate",
                 "simulation_config": json.dumps(cfg.to_dict(), sort_keys=True),
+                "simulator_knobs": json.dumps({"nonlinearity": cfg.nonlinearity, **knobs.to_dict()}, sort_keys=True),
                 "layout": cfg.layout,
                 "difficulty": cfg.difficulty,
                 "seed": int(cfg.seed),
@@ -1497,6 +1590,39 @@ def write_simulation(result: SimulationResult, out: str | Path) -> tuple[Path, P
     path = save_participant(result.participant, out)
     cfg_path = result.config.save(config_path_for(out))
     return path, cfg_path
+
+
+def report_path_for(out: str | Path) -> Path:
+    """Where :func:`write_report` puts the report: ``<out stem>.simulation_report.json`` beside ``out``."""
+    out = Path(out)
+    return out.with_name(out.stem + ".simulation_report.json")
+
+
+def write_report(result: SimulationResult, out: str | Path) -> dict:
+    """Write the simulation report beside the participant file ``out`` (atomically) and return it.
+
+    The report holds the file names, the resolved simulator knobs, the number of trials and minutes, the
+    timings per stage (s), the ground-truth summary and the measured speech/silence ratio of every electrode.
+    """
+    from edgensd.audio import _tmp_path
+
+    out = Path(out)
+    p = result.participant
+    report = {
+        "participant_file": str(out),
+        "config_file": str(config_path_for(out)),
+        "n_trials": int(p.n_trials),
+        "minutes": round(p.n_frames / FRAME_RATE / 60.0, 3),
+        "simulator_knobs": {"nonlinearity": result.config.nonlinearity, **result.config.knobs.to_dict()},
+        "timings_s": {k: round(v, 3) for k, v in result.timings_s.items()},
+        "truth_summary": result.truth.summary(),
+        "hg_ratio_measured": [None if v != v else round(float(v), 4) for v in result.truth.ratio_measured],
+    }
+    path = report_path_for(out)
+    tmp = _tmp_path(path)
+    tmp.write_text(json.dumps(report, indent=2) + "\n")
+    tmp.replace(path)
+    return report
 
 
 def load_ground_truth(source) -> GroundTruth:
