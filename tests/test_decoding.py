@@ -166,6 +166,10 @@ def test_validation_split_early_stopping_and_model_selection(setup, tmp_path, mo
     vseg = build_segments(p, refs, np.array(sorted(val)), exclude=test_idx)
     dec = load_trained_decoder(tmp_path).decoder
     assert validation_pcc(dec, sm.synth.eval(), sm.config.voice, vseg) == pytest.approx(vals[0]["val_pcc"], abs=1e-5)
+    # ... and validation scores as eval decoder does (here on the test trials)
+    tseg = build_segments(p, refs, test_idx)
+    ev = evaluate_decoder(tmp_path, d / "p.h5", stoi=False)
+    assert validation_pcc(dec, sm.synth.eval(), sm.config.voice, tseg) == pytest.approx(ev["pcc_mean"], abs=1e-5)
     # resuming a run that stopped early trains no further, even with a larger budget
     train_decoder(d / "p.h5", d / "sm", tmp_path, _cfg(max_minutes=6.0))
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=False)["step"] == 2

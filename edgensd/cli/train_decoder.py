@@ -5,6 +5,10 @@ or --cache-dir); the loss compares the decoded parameters' synthesized linear an
 the true ones and the parameters with the reference (Chen et al. 2024). Checkpoints every two minutes and
 on Ctrl-C / SIGTERM; running the same command again on the same --out resumes, up to --max-minutes in total.
 
+Small-data recipe: --val-fraction holds whole training trials out for validation (never the test trials);
+the best-validation weights are saved and --patience validations without improvement stop training early;
+--ema-decay validates and saves a moving average of the weights; --aug-* augment the training crops.
+
 Example:
   edgensd train decoder --data sim/p0.h5 --speech-model runs/speech --arch edge --causal --out runs/edge
 """

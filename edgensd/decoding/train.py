@@ -16,12 +16,25 @@ The first ``warmup_frames`` output frames of each crop are left out of the loss 
 each crop from the zero state; a non-causal one also misses its future at the last frames, which are left
 out too).
 
-Training is bounded by wall-clock minutes, checkpoints every ``checkpoint_every_s`` seconds and on Ctrl-C /
-SIGTERM (the model files in the output directory are then always a usable model), and resumes when run
-again on the same directory. The output directory holds ``decoder_config.json`` + ``decoder_weights.pt``
-(:func:`edgensd.decoders.load_decoder`), ``train_config.json``, ``decoder_info.json`` (provenance: data
-and speech-model hashes, the participant's high-gamma pipeline, the voice range, training time),
-``checkpoint.pt``, ``train_log.jsonl`` and the reference cache.
+The small-data recipe (each part a :class:`DecoderTrainConfig` field and a CLI flag;
+:mod:`edgensd.decoding.selection`, :mod:`edgensd.decoding.augment`):
+
+* a validation split of the TRAINING trials (``val_fraction``, whole trials, seeded; the test trials are
+  never used, and no training segment's context reaches into a validation trial), scored every
+  ``val_every_s`` seconds of training as ``edgensd eval decoder`` scores the test trials (spectrogram PCC);
+  the best-validation weights are the saved model (model selection) and training stops after ``patience``
+  validations without improvement (early stopping); the curve goes to ``train_log.jsonl`` (``val_pcc``);
+* an exponential moving average of the weights (``ema_decay``), validated and saved instead of the raw ones;
+* augmentation of the training crops: electrode dropout, time jitter, Gaussian noise, per-electrode gain.
+
+Training is bounded by wall-clock minutes (validation time included), checkpoints every
+``checkpoint_every_s`` seconds and on Ctrl-C / SIGTERM (the model files in the output directory are then
+always a usable model), and resumes when run again on the same directory. The output directory holds
+``decoder_config.json`` + ``decoder_weights.pt`` (:func:`edgensd.decoders.load_decoder`),
+``train_config.json``, ``decoder_info.json`` (provenance: data and speech-model hashes, the participant's
+high-gamma pipeline, the voice range, training time, the validation trials and the selected weights),
+``checkpoint.pt`` (with the EMA, the best-validation weights and the early-stopping counters, so a resume
+keeps them), ``train_log.jsonl`` and the reference cache.
 """
 
 from __future__ import annotations
