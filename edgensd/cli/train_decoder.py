@@ -31,7 +31,7 @@ from edgensd.cli._args import (
 
 COMMAND = ("train", "decoder")
 
-_RECIPE_DEFAULTS = argparse.Namespace(val_fraction=0.1, val_every_s=30.0, patience=10, ema_decay=0.0, aug_dropout=0.0,
+_RECIPE_DEFAULTS = argparse.Namespace(val_fraction=0.0, val_every_s=30.0, patience=10, ema_decay=0.0, aug_dropout=0.0,
                                       aug_jitter=0, aug_noise=0.0, aug_gain=0.0)
 """Defaults of the small-data recipe (kept here so --help needs no torch; a test checks them against
 DecoderTrainConfig)."""

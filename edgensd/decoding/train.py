@@ -136,7 +136,8 @@ class DecoderTrainConfig(Config):
         Where the reference parameters are cached ("" = the output directory).
     val_fraction : float
         Share of the TRAINING trials held out (whole trials, seeded by ``seed``) for validation, in [0, 1);
-        0 turns validation, model selection and early stopping off. The test trials are never used.
+        0 (the default) turns validation, model selection and early stopping off; 0.1 is a starting point.
+        The test trials are never used.
     val_every_s : float
         Seconds of training between validations (validation time counts against the budget); a last one
         runs when the budget ends.
@@ -144,7 +145,7 @@ class DecoderTrainConfig(Config):
         Validations without improvement of the validation PCC before training stops early (0: never).
     ema_decay : float
         Decay of the exponential moving average of the weights used for validation and for the saved model,
-        in [0, 1) (0: off, the raw weights are used).
+        in [0, 1) (0, the default: off, the raw weights are used; 0.998 is a starting point).
     aug_dropout : float
         Electrode dropout: probability in [0, 1) that a whole electrode of a crop is set to 0 (its mean).
     aug_jitter : int
@@ -175,7 +176,7 @@ class DecoderTrainConfig(Config):
     checkpoint_every_s: float = 120.0
     n_threads: int = 0
     cache_dir: str = ""
-    val_fraction: float = 0.1
+    val_fraction: float = 0.0
     val_every_s: float = 30.0
     patience: int = 10
     ema_decay: float = 0.0
