@@ -114,6 +114,136 @@ def test_resume_after_interruption(setup, tmp_path, monkeypatch):
         train_decoder(d / "p.h5", d / "sm", tmp_path, _cfg(arch="lstm", decoder={"hidden_size": 8}))
 
 
+def _frames(p, seg, k):
+    """Recording frames [a, b) of segment k."""
+    a = int(p.start[int(seg.trials[k])]) - int(seg.first[k])
+    return a, a + int(seg.offsets[k + 1] - seg.offsets[k])
+
+
+def test_validation_split_early_stopping_and_model_selection(setup, tmp_path, monkeypatch):
+    d = setup
+    shutil.copy(next((d / "edge").glob("reference_*.npz")), tmp_path)
+    seen = []
+
+    class Recorded(train_mod._Crops):
+        def __init__(self, seg, *a, **kw):
+            seen.append(seg)
+            super().__init__(seg, *a, **kw)
+
+    monkeypatch.setattr(train_mod, "_Crops", Recorded)
+    # lr = 0 forces a plateau: the second validation cannot improve on the first, patience 1 stops there
+    cfg = _cfg(max_minutes=5.0, val_fraction=0.3, val_every_s=1e-9, patience=1, lr=0.0)
+    train_decoder(d / "p.h5", d / "sm", tmp_path, cfg)
+    ck = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    sel = ck["selection"]
+    assert ck["done"] and ck["step"] == 2 and ck["elapsed_s"] < 60  # stopped long before the 5-minute budget
+    assert sel["early_stopping"]["stopped"] and sel["early_stopping"]["best_step"] == 1 and sel["val_evals"] == 2
+    log = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
+    vals = [r for r in log if "val_pcc" in r]
+    assert [r["step"] for r in vals] == [1, 2] and vals[0]["val_pcc"] == vals[1]["val_pcc"]
+    assert -1 <= vals[0]["val_pcc"] <= 1 and vals[1]["bad_evals"] == 1
+    info = json.loads((tmp_path / "decoder_info.json").read_text())
+    assert info["validation"]["early_stopped"] and info["validation"]["best_step"] == 1
+    assert info["saved_weights"] == "best validation raw weights"
+    # the trials: validation ⊂ training, disjoint from the test trials and from the gradient-step segments
+    p = load_participant(d / "p.h5")
+    train_idx, test_idx = train_mod.trial_split(p)
+    val = set(info["val_trials"])
+    assert len(val) == 1 and val <= set(train_idx.tolist()) and not val & set(test_idx.tolist())
+    fit = seen[0]
+    assert set(fit.trials.tolist()) == set(train_idx.tolist()) - val
+    held = [(int(p.start[i]), int(p.end[i])) for i in [*val, *test_idx.tolist()]]
+    for k in range(len(fit)):
+        a, b = _frames(p, fit, k)
+        assert all(b <= s or a >= e for s, e in held)  # no frame of a held-out trial, context included
+    # the saved model is the best-validation one and scores what validation said
+    from edgensd.decoding.selection import validation_pcc
+    from edgensd.decoding.targets import build_segments, load_references
+    from edgensd.speech.model import load_speech_model
+
+    sm = load_speech_model(d / "sm")
+    refs = load_references(p, sm, d / "sm", cfg.context_frames, tmp_path)
+    vseg = build_segments(p, refs, np.array(sorted(val)), exclude=test_idx)
+    dec = load_trained_decoder(tmp_path).decoder
+    assert validation_pcc(dec, sm.synth.eval(), sm.config.voice, vseg) == pytest.approx(vals[0]["val_pcc"], abs=1e-5)
+    # ... and validation scores as eval decoder does (here on the test trials)
+    tseg = build_segments(p, refs, test_idx)
+    ev = evaluate_decoder(tmp_path, d / "p.h5", stoi=False)
+    assert validation_pcc(dec, sm.synth.eval(), sm.config.voice, tseg) == pytest.approx(ev["pcc_mean"], abs=1e-5)
+    # resuming a run that stopped early trains no further, even with a larger budget
+    train_decoder(d / "p.h5", d / "sm", tmp_path, _cfg(max_minutes=6.0))
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=False)["step"] == 2
+
+
+def test_resume_keeps_ema_best_and_early_stopping_state(setup, tmp_path, monkeypatch):
+    d = setup
+    shutil.copy(next((d / "edge").glob("reference_*.npz")), tmp_path)
+    calls = {"n": 0}
+
+    class StopAfter(train_mod.StopFlag):
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return None
+
+        @property
+        def signum(self):
+            calls["n"] += 1
+            return 15 if calls["n"] >= 4 else None
+
+        @signum.setter
+        def signum(self, value):
+            pass
+
+    monkeypatch.setattr(train_mod, "StopFlag", StopAfter)
+    cfg = _cfg(max_minutes=1.0, val_fraction=0.3, val_every_s=1e-9, patience=50, ema_decay=0.9,
+               aug_dropout=0.1, aug_jitter=2, aug_noise=0.1, aug_gain=0.1)
+    with pytest.raises(KeyboardInterrupt):
+        train_decoder(d / "p.h5", d / "sm", tmp_path, cfg)
+    ck = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    sel = ck["selection"]
+    assert ck["step"] == 4 and not ck["done"]
+    assert sel["ema"]["n_updates"] == 4 and sel["val_evals"] == 4 and sel["best"] is not None
+    saved = torch.load(tmp_path / "decoder_weights.pt", weights_only=True)
+    assert all(torch.equal(saved[k], sel["best"][k]) for k in saved)  # the saved model is the best one
+    assert not all(torch.equal(sel["ema"]["model"][k], ck["model"][k]) for k in ck["model"])  # EMA ≠ raw
+    monkeypatch.undo()
+    train_decoder(d / "p.h5", d / "sm", tmp_path, _cfg(max_minutes=ck["elapsed_s"] / 60 + 0.01))
+    ck2 = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    sel2 = ck2["selection"]
+    assert ck2["done"] and ck2["step"] > 4
+    assert sel2["ema"]["n_updates"] == ck2["step"]  # the average carried on, not restarted
+    assert sel2["val_evals"] >= ck2["step"] and sel2["early_stopping"]["best"] >= sel["early_stopping"]["best"]
+    cfg2 = DecoderTrainConfig.load(tmp_path / "train_config.json")  # the recipe survives the resume
+    assert (cfg2.ema_decay, cfg2.val_fraction, cfg2.aug_jitter) == (0.9, 0.3, 2)
+    info = json.loads((tmp_path / "decoder_info.json").read_text())
+    assert info["saved_weights"] == "best validation EMA weights"
+    assert info["validation"]["best_pcc"] == pytest.approx(sel2["early_stopping"]["best"])
+
+
+def test_recipe_flags_on_the_command_line(setup, tmp_path, capsys, caplog):
+    d = setup
+    base = ["train", "decoder", "-q", "--data", str(d / "p.h5"), "--speech-model", str(d / "sm"), "--arch", "edge",
+            "--out", str(tmp_path / "m")]
+    for flag, value in (("--val-fraction", "1"), ("--ema-decay", "1.0"), ("--aug-dropout", "-0.1"),
+                        ("--aug-noise", "-1"), ("--patience", "-2"), ("--val-every", "0")):
+        with pytest.raises(SystemExit) as exc:
+            main([*base, flag, value])
+        assert exc.value.code == 2 and f"argument {flag}: must be" in capsys.readouterr().err
+    assert main([*base, "--aug-jitter", "80"]) == 2  # checked against the crop length by the config
+    assert "--aug-jitter must be an integer in [0, crop_frames // 2 = 80), got 80" in caplog.text
+    assert not (tmp_path / "m" / "checkpoint.pt").exists()
+    shutil.copy(next((d / "edge").glob("reference_*.npz")), tmp_path)
+    rc = main([*base[:-1], str(tmp_path), "--max-minutes", "0.01", "--batch-size", "2", "--val-fraction", "0.25",
+               "--patience", "3", "--ema-decay", "0.99", "--aug-dropout", "0.2", "--aug-jitter", "3", "--aug-noise",
+               "0.05", "--aug-gain", "0.1", "--decoder-config", json.dumps(EDGE_SMALL)])
+    assert rc == 0
+    cfg = DecoderTrainConfig.load(tmp_path / "train_config.json")
+    assert (cfg.val_fraction, cfg.patience, cfg.ema_decay, cfg.aug_dropout, cfg.aug_jitter, cfg.aug_noise,
+            cfg.aug_gain) == (0.25, 3, 0.99, 0.2, 3, 0.05, 0.1)
+
+
 def test_eval_json_wavs_and_plots(setup, tmp_path):
     d = setup
     out = tmp_path / "eval.json"

@@ -5,6 +5,10 @@ or --cache-dir); the loss compares the decoded parameters' synthesized linear an
 the true ones and the parameters with the reference (Chen et al. 2024). Checkpoints every two minutes and
 on Ctrl-C / SIGTERM; running the same command again on the same --out resumes, up to --max-minutes in total.
 
+Small-data recipe: --val-fraction holds whole training trials out for validation (never the test trials);
+the best-validation weights are saved and --patience validations without improvement stop training early;
+--ema-decay validates and saves a moving average of the weights; --aug-* augment the training crops.
+
 Example:
   edgensd train decoder --data sim/p0.h5 --speech-model runs/speech --arch edge --causal --out runs/edge
 """
@@ -19,6 +23,7 @@ from edgensd.cli._args import (
     check_model_dir,
     check_neural_file,
     check_output_dir,
+    nonneg_float,
     nonneg_int,
     positive_float,
     positive_int,
@@ -26,12 +31,29 @@ from edgensd.cli._args import (
 
 COMMAND = ("train", "decoder")
 
+_RECIPE_DEFAULTS = argparse.Namespace(val_fraction=0.0, val_every_s=30.0, patience=10, ema_decay=0.0, aug_dropout=0.0,
+                                      aug_jitter=0, aug_noise=0.0, aug_gain=0.0)
+"""Defaults of the small-data recipe (kept here so --help needs no torch; a test checks them against
+DecoderTrainConfig)."""
+
 ARCHS = ("edge", "lstm", "resnet3d", "swin3d")
 """Registered decoder names (kept here so --help needs no torch; a test checks it against the registry)."""
 
 
+def _fraction(text: str) -> float:
+    """argparse type: a number in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1), got {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1), got {text}")
+    return value
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``edgensd train decoder``."""
+    d = _RECIPE_DEFAULTS
     p.add_argument("--data", required=True, metavar="FILE", help="participant HDF5 file (neural features + audio)")
     p.add_argument(
         "--speech-model", required=True, metavar="DIR", help="trained speech model directory (edgensd train speech)"
@@ -52,6 +74,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--cache-dir", default="", metavar="DIR", help="where reference parameters are cached (default: --out)"
     )
+    rec = p.add_argument_group(
+        "small-data recipe",
+        "validation split of the training trials (model selection, early stopping), weight averaging and "
+        "augmentation of the training crops; the test trials are never used",
+    )
+    rec.add_argument("--val-fraction", type=_fraction, default=d.val_fraction, metavar="F",
+                     help="share of the training trials held out for validation, whole trials, seeded; in [0, 1), "
+                          "0 = no validation (default %(default)s)")
+    rec.add_argument("--val-every", type=positive_float, default=d.val_every_s, metavar="S", dest="val_every_s",
+                     help="seconds of training between validations (default %(default)s)")
+    rec.add_argument("--patience", type=nonneg_int, default=d.patience, metavar="N",
+                     help="stop after N validations without improvement; 0 = never (default %(default)s)")
+    rec.add_argument("--ema-decay", type=_fraction, default=d.ema_decay, metavar="D",
+                     help="decay of the moving average of the weights that is validated and saved; in [0, 1), "
+                          "0 = off (default %(default)s)")
+    rec.add_argument("--aug-dropout", type=_fraction, default=d.aug_dropout, metavar="P",
+                     help="probability of zeroing a whole electrode per crop; in [0, 1) (default %(default)s)")
+    rec.add_argument("--aug-jitter", type=nonneg_int, default=d.aug_jitter, metavar="FRAMES",
+                     help="largest shift of the neural frames against the targets per crop, frames "
+                          "(default %(default)s)")
+    rec.add_argument("--aug-noise", type=nonneg_float, default=d.aug_noise, metavar="SD",
+                     help="additive Gaussian noise, SD in z units (default %(default)s)")
+    rec.add_argument("--aug-gain", type=nonneg_float, default=d.aug_gain, metavar="SD",
+                     help="per-electrode gain per crop, SD of the log gain (default %(default)s)")
     p.add_argument(
         "--decoder-config",
         default=None,
@@ -75,16 +121,29 @@ def run(args: argparse.Namespace) -> int:
             raise CommandError(f"--decoder-config must be a JSON object: {exc}") from None
         if not isinstance(overrides, dict):
             raise CommandError(f"--decoder-config must be a JSON object, got {args.decoder_config!r}")
-    cfg = DecoderTrainConfig(
-        arch=args.arch,
-        causal=args.causal,
-        max_minutes=args.max_minutes,
-        seed=args.seed,
-        n_threads=args.threads,
-        batch_size=args.batch_size,
-        cache_dir=args.cache_dir,
-        decoder=overrides,
-    )
+    try:
+        cfg = DecoderTrainConfig(
+            arch=args.arch,
+            causal=args.causal,
+            max_minutes=args.max_minutes,
+            seed=args.seed,
+            n_threads=args.threads,
+            batch_size=args.batch_size,
+            cache_dir=args.cache_dir,
+            decoder=overrides,
+            **{k: getattr(args, k) for k in vars(_RECIPE_DEFAULTS)},
+        )
+    except ValueError as exc:  # name the flag rather than the config field
+        msg = str(exc)
+        for field in vars(_RECIPE_DEFAULTS):
+            if msg.startswith(field + " "):
+                msg = _flag(field) + msg[len(field):]
+        raise CommandError(msg) from None
     out = train_decoder(args.data, args.speech_model, args.out, cfg)
     print(f"decoder in {out}")
     return 0
+
+
+def _flag(field: str) -> str:
+    """The command-line flag of a recipe field of DecoderTrainConfig."""
+    return "--val-every" if field == "val_every_s" else "--" + field.replace("_", "-")

@@ -8,6 +8,9 @@ module                   holds
                          the true spectrograms), cached on disk by data and speech-model hash
 ``train``                :func:`train_decoder` (``edgensd train decoder``): losses through the frozen
                          synthesizer, time budget, checkpoints, resume
+``selection``            the small-data recipe's validation split of the training trials, validation PCC,
+                         early stopping and weight EMA
+``augment``              augmentation of training crops: electrode dropout, time jitter, noise, gain
 ``baselines``            the PCC floor (training-mean spectrum) and ridge regression from time-lagged
                          neural frames (DESIGN.md, "Reporting accuracy honestly")
 ``evaluate``             :func:`evaluate_decoder` (``edgensd eval decoder``)
@@ -20,4 +23,4 @@ Importing the submodules needs PyTorch (``baselines`` and ``compare`` need only 
 
 from __future__ import annotations
 
-__all__ = ["baselines", "compare", "evaluate", "occlusion", "targets", "train"]
+__all__ = ["augment", "baselines", "compare", "evaluate", "occlusion", "selection", "targets", "train"]

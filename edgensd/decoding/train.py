@@ -16,16 +16,30 @@ The first ``warmup_frames`` output frames of each crop are left out of the loss 
 each crop from the zero state; a non-causal one also misses its future at the last frames, which are left
 out too).
 
-Training is bounded by wall-clock minutes, checkpoints every ``checkpoint_every_s`` seconds and on Ctrl-C /
-SIGTERM (the model files in the output directory are then always a usable model), and resumes when run
-again on the same directory. The output directory holds ``decoder_config.json`` + ``decoder_weights.pt``
-(:func:`edgensd.decoders.load_decoder`), ``train_config.json``, ``decoder_info.json`` (provenance: data
-and speech-model hashes, the participant's high-gamma pipeline, the voice range, training time),
-``checkpoint.pt``, ``train_log.jsonl`` and the reference cache.
+The small-data recipe (each part a :class:`DecoderTrainConfig` field and a CLI flag;
+:mod:`edgensd.decoding.selection`, :mod:`edgensd.decoding.augment`):
+
+* a validation split of the TRAINING trials (``val_fraction``, whole trials, seeded; the test trials are
+  never used, and no training segment's context reaches into a validation trial), scored every
+  ``val_every_s`` seconds of training as ``edgensd eval decoder`` scores the test trials (spectrogram PCC);
+  the best-validation weights are the saved model (model selection) and training stops after ``patience``
+  validations without improvement (early stopping); the curve goes to ``train_log.jsonl`` (``val_pcc``);
+* an exponential moving average of the weights (``ema_decay``), validated and saved instead of the raw ones;
+* augmentation of the training crops: electrode dropout, time jitter, Gaussian noise, per-electrode gain.
+
+Training is bounded by wall-clock minutes (validation time included), checkpoints every
+``checkpoint_every_s`` seconds and on Ctrl-C / SIGTERM (the model files in the output directory are then
+always a usable model), and resumes when run again on the same directory. The output directory holds
+``decoder_config.json`` + ``decoder_weights.pt`` (:func:`edgensd.decoders.load_decoder`),
+``train_config.json``, ``decoder_info.json`` (provenance: data and speech-model hashes, the participant's
+high-gamma pipeline, the voice range, training time, the validation trials and the selected weights),
+``checkpoint.pt`` (with the EMA, the best-validation weights and the early-stopping counters, so a resume
+keeps them), ``train_log.jsonl`` and the reference cache.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -40,6 +54,8 @@ import torch
 
 from edgensd.config import Config
 from edgensd.data.participant import Participant, load_participant, trial_split
+from edgensd.decoding import augment
+from edgensd.decoding.selection import EarlyStopping, WeightEMA, validation_pcc, validation_split
 from edgensd.decoding.targets import (
     CONTEXT_FRAMES,
     Segments,
@@ -63,6 +79,11 @@ LOG_FILE = "train_log.jsonl"
 #: Default weight of each parameter in the parameter loss (PARAM_NAMES order): f0, loudness and voicing,
 #: F1-F3 count fully; F4-F6, the amplitudes and the unvoiced formant half.
 DEFAULT_PARAM_WEIGHTS: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.5, 0.5, 0.5, *([0.5] * 6), 0.5, 0.5, 0.5)
+
+#: The small-data recipe switched off (today's recipe before it existed): what a checkpoint written without
+#: these fields resumes with.
+RECIPE_OFF: dict[str, Any] = {"val_fraction": 0.0, "ema_decay": 0.0, "aug_dropout": 0.0, "aug_jitter": 0,
+                              "aug_noise": 0.0, "aug_gain": 0.0}
 
 __all__ = [
     "DEFAULT_PARAM_WEIGHTS",
@@ -113,6 +134,26 @@ class DecoderTrainConfig(Config):
         Torch threads (0: torch default).
     cache_dir : str
         Where the reference parameters are cached ("" = the output directory).
+    val_fraction : float
+        Share of the TRAINING trials held out (whole trials, seeded by ``seed``) for validation, in [0, 1);
+        0 (the default) turns validation, model selection and early stopping off; 0.1 is a starting point.
+        The test trials are never used.
+    val_every_s : float
+        Seconds of training between validations (validation time counts against the budget); a last one
+        runs when the budget ends.
+    patience : int
+        Validations without improvement of the validation PCC before training stops early (0: never).
+    ema_decay : float
+        Decay of the exponential moving average of the weights used for validation and for the saved model,
+        in [0, 1) (0, the default: off, the raw weights are used; 0.998 is a starting point).
+    aug_dropout : float
+        Electrode dropout: probability in [0, 1) that a whole electrode of a crop is set to 0 (its mean).
+    aug_jitter : int
+        Time jitter: largest shift, frames, of a crop's neural frames relative to its targets (0: off).
+    aug_noise : float
+        Additive Gaussian noise, standard deviation in z units (0: off).
+    aug_gain : float
+        Per-electrode gain: standard deviation of the log gain per crop (0: off).
     """
 
     data: str = ""
@@ -135,6 +176,14 @@ class DecoderTrainConfig(Config):
     checkpoint_every_s: float = 120.0
     n_threads: int = 0
     cache_dir: str = ""
+    val_fraction: float = 0.0
+    val_every_s: float = 30.0
+    patience: int = 10
+    ema_decay: float = 0.0
+    aug_dropout: float = 0.0
+    aug_jitter: int = 0
+    aug_noise: float = 0.0
+    aug_gain: float = 0.0
 
     def __post_init__(self) -> None:
         self.param_weights = tuple(float(w) for w in self.param_weights)
@@ -147,6 +196,22 @@ class DecoderTrainConfig(Config):
             raise ValueError(f"warmup_frames must be in [0, crop_frames // 2), got {self.warmup_frames}")
         if self.context_frames < 0:
             raise ValueError(f"context_frames must be >= 0, got {self.context_frames}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1) (0: no validation), got {self.val_fraction}")
+        if not self.val_every_s > 0:
+            raise ValueError(f"val_every_s must be > 0, got {self.val_every_s}")
+        if int(self.patience) != self.patience or self.patience < 0:
+            raise ValueError(f"patience must be an integer >= 0 (0: never stop early), got {self.patience}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1) (0: no weight averaging), got {self.ema_decay}")
+        if not 0.0 <= self.aug_dropout < 1.0:
+            raise ValueError(f"aug_dropout must be in [0, 1), got {self.aug_dropout}")
+        if int(self.aug_jitter) != self.aug_jitter or not 0 <= self.aug_jitter < self.crop_frames // 2:
+            raise ValueError(f"aug_jitter must be an integer in [0, crop_frames // 2 = {self.crop_frames // 2}), "
+                             f"got {self.aug_jitter}")
+        for name in ("aug_noise", "aug_gain"):
+            if not 0.0 <= getattr(self, name) < math.inf:
+                raise ValueError(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
 
 
 class _Crops:
@@ -167,15 +232,28 @@ class _Crops:
         if not cfg.causal and cfg.warmup_frames:
             loss_mask[-cfg.warmup_frames :] = 0.0
         self.loss_mask = loss_mask
+        self.cfg = cfg
 
     def sample(self, n: int) -> tuple[torch.Tensor, ...]:
+        cfg = self.cfg
         k = self.rng.choice(len(self.lengths), size=n, p=self.prob)
         ln = self.lengths[k]
         start = (self.rng.random(n) * (np.maximum(ln - self.crop, 0) + 1)).astype(np.int64)
         t = start[:, None] + np.arange(self.crop)[None, :]
         valid = t < ln[:, None]
         idx = self.seg.offsets[k][:, None] + np.minimum(t, ln[:, None] - 1)
-        x = self.seg.neural[idx] * valid[..., None]
+        idx_x = idx
+        if cfg.aug_jitter:  # neural frames t + shift for the targets of frame t, within the segment
+            tx = np.clip(t + augment.jitter_shifts(n, cfg.aug_jitter, self.rng)[:, None], 0, ln[:, None] - 1)
+            idx_x = self.seg.offsets[k][:, None] + tx
+        x = self.seg.neural[idx_x]
+        if cfg.aug_gain:
+            x = augment.gain_scale(x, cfg.aug_gain, self.rng)
+        if cfg.aug_noise:
+            x = augment.add_noise(x, cfg.aug_noise, self.rng)
+        if cfg.aug_dropout:
+            x = augment.electrode_dropout(x, cfg.aug_dropout, self.rng)
+        x = x * valid[..., None]
         mask = valid * self.loss_mask[None, :]
         arrays = (x, self.seg.spec[idx], self.seg.mel[idx], self.pos[idx], self.w_param[idx], mask.astype(np.float32))
         return tuple(torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)) for a in arrays)
@@ -313,7 +391,7 @@ def train_decoder(
     ckpt = None
     if ckpt_path.is_file():
         ckpt = load_checkpoint(ckpt_path)
-        old = DecoderTrainConfig.from_dict(ckpt["train_config"])
+        old = DecoderTrainConfig.from_dict({**RECIPE_OFF, **ckpt["train_config"]})
         if (old.arch, old.causal) != (cfg.arch, cfg.causal):
             raise ValueError(
                 f"{out_dir} holds a checkpoint of {old.arch!r} (causal={old.causal}); resume it with the same "
@@ -340,11 +418,14 @@ def train_decoder(
     train_idx, test_idx = trial_split(p)
     if len(train_idx) == 0:
         raise ValueError(f"{data} has no training trials (all {p.n_trials} are held out)")
-    logger.info("%s: %d electrodes, %d training trials (%d held out)", data, p.n_electrodes, len(train_idx),
-                len(test_idx))
+    fit_idx, val_idx = validation_split(train_idx, cfg.val_fraction, cfg.seed)
+    logger.info("%s: %d electrodes, %d training trials (%d for gradient steps, %d for validation; %d held out "
+                "for testing)", data, p.n_electrodes, len(train_idx), len(fit_idx), len(val_idx), len(test_idx))
     cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else out_dir
     refs = load_references(p, sm, speech_dir, cfg.context_frames, cache_dir)
-    seg = build_segments(p, refs, train_idx, exclude=test_idx)
+    # no training segment's context reaches into a validation or test trial
+    seg = build_segments(p, refs, fit_idx, exclude=np.concatenate([test_idx, val_idx]))
+    val_seg = build_segments(p, refs, val_idx, exclude=test_idx) if len(val_idx) else None
 
     torch.manual_seed(cfg.seed)
     grid_index, grid_shape, grid_method = _grid_for(p)
@@ -356,12 +437,28 @@ def train_decoder(
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     step, elapsed = 0, 0.0
     rng = np.random.default_rng(cfg.seed)
+    ema = WeightEMA(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
+    stopper = EarlyStopping(cfg.patience)
+    best = None  # the best-validation weights (a copy of the evaluated model)
+    last_val, last_val_step = 0.0, -1  # training seconds and step at the last validation
+    val_evals, val_seconds = 0, 0.0
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         step, elapsed = int(ckpt["step"]), float(ckpt["elapsed_s"])
         rng = np.random.default_rng([cfg.seed, step])
         torch.manual_seed(cfg.seed + step)
+        sel = ckpt.get("selection") or {}
+        if ema is not None:
+            ema.load_state_dict(sel["ema"])
+        if sel.get("early_stopping"):
+            stopper.load_state_dict(sel["early_stopping"])
+        if sel.get("best") is not None:
+            best = copy.deepcopy(model).eval()
+            best.load_state_dict(sel["best"])
+        last_val, last_val_step = float(sel.get("last_val_elapsed_s", 0.0)), int(sel.get("last_val_step", -1))
+        val_evals, val_seconds = int(sel.get("val_evals", 0)), float(sel.get("val_seconds", 0.0))
+    evaluated = ema.module if ema is not None else model  # the weights validated and saved
     crops = _Crops(seg, voice, cfg, rng)
     out_dir.mkdir(parents=True, exist_ok=True)
     cfg.save(out_dir / TRAIN_CONFIG_FILE)
@@ -377,6 +474,9 @@ def train_decoder(
         "grid_method": grid_method,
         "n_electrodes": p.n_electrodes,
         "n_train_trials": int(len(train_idx)),
+        "n_fit_trials": int(len(fit_idx)),
+        "n_val_trials": int(len(val_idx)),
+        "val_trials": [int(i) for i in val_idx],
         "n_test_trials": int(len(test_idx)),
         "n_params": count_params(model),
         "torch": torch.__version__,
@@ -384,15 +484,51 @@ def train_decoder(
         "threads": torch.get_num_threads(),
     }
 
+    def validate() -> None:
+        nonlocal best, last_val, last_val_step, val_evals, val_seconds, elapsed
+        t0 = time.time()
+        score = validation_pcc(evaluated, synth, voice, val_seg)
+        improved = stopper.update(score, step)
+        if improved:
+            if best is None:
+                best = copy.deepcopy(evaluated).eval()
+            best.load_state_dict(evaluated.state_dict())
+        dt = time.time() - t0
+        elapsed += dt  # validation is part of the recipe's cost
+        last_val, last_val_step, val_evals, val_seconds = elapsed, step, val_evals + 1, val_seconds + dt
+        log_f.write(json.dumps({"step": step, "elapsed_s": round(elapsed, 1), "val_pcc": round(score, 5),
+                                "best_val_pcc": round(stopper.best, 5), "best_step": stopper.best_step,
+                                "bad_evals": stopper.bad_evals, "val_s": round(dt, 2)}) + "\n")
+        log_f.flush()
+        logger.debug("step %d: validation PCC %.4f (best %.4f at step %d)", step, score, stopper.best,
+                     stopper.best_step)
+
     def checkpoint(done: bool) -> None:
+        selection = {
+            "ema": ema.state_dict() if ema is not None else None,
+            "best": best.state_dict() if best is not None else None,
+            "early_stopping": stopper.state_dict(),
+            "last_val_elapsed_s": last_val,
+            "last_val_step": last_val_step,
+            "val_evals": val_evals,
+            "val_seconds": val_seconds,
+        }
         atomic_torch_save(
             {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "elapsed_s": elapsed,
-             "train_config": cfg.to_dict(), "data_key": key, "done": done},
+             "train_config": cfg.to_dict(), "data_key": key, "done": done, "selection": selection},
             ckpt_path,
         )
-        save_decoder(model, out_dir)
+        save_decoder(best if best is not None else evaluated, out_dir)
         info.update({"train_seconds": round(elapsed, 1), "train_steps": step, "done": done,
-                     "train_frames_seen": step * cfg.batch_size * cfg.crop_frames})
+                     "train_frames_seen": step * cfg.batch_size * cfg.crop_frames,
+                     "saved_weights": ("best validation " if best is not None else "last ")
+                     + ("EMA" if ema is not None else "raw") + " weights",
+                     "validation": None if val_seg is None else {
+                         "metric": "mean spectrogram PCC over the validation trials (as eval decoder)",
+                         "evaluations": val_evals, "seconds": round(val_seconds, 1),
+                         "best_pcc": stopper.best if best is not None else None,
+                         "best_step": stopper.best_step if best is not None else None,
+                         "early_stopped": stopper.stopped}})
         tmp = out_dir / (INFO_FILE + ".tmp")
         tmp.write_text(json.dumps(info, indent=2) + "\n")
         os.replace(tmp, out_dir / INFO_FILE)
@@ -403,9 +539,12 @@ def train_decoder(
     last_ckpt = time.time()
     log_f = open(out_dir / LOG_FILE, "a")
     model.train()
+    if stopper.stopped:
+        logger.info("%s stopped early at step %d (no better validation PCC in %d validations); nothing to resume",
+                    out_dir, step, cfg.patience)
     try:
         with StopFlag() as stop:
-            while elapsed < budget:
+            while elapsed < budget and not stopper.stopped:
                 t0 = time.time()
                 frac = elapsed / budget
                 scale = min(1.0, (frac + 1e-3) / 0.02) * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * frac)))
@@ -418,8 +557,12 @@ def train_decoder(
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
                 opt.step()
+                if ema is not None:
+                    ema.update(model)
                 step += 1
                 elapsed += time.time() - t0
+                if val_seg is not None and elapsed - last_val >= cfg.val_every_s:
+                    validate()
                 if int(elapsed) > bar.n:
                     bar.update(int(min(elapsed, budget)) - bar.n)
                 if step % 10 == 0:
@@ -429,12 +572,17 @@ def train_decoder(
                     log_f.flush()
                     bar.set_postfix(loss=f"{loss.item():.4f}", lin=f"{parts['lin']:.4f}")
                 last_ckpt = checkpoint_if_due(stop, checkpoint, ckpt_path, step, last_ckpt, cfg.checkpoint_every_s)
+            if val_seg is not None and last_val_step != step:
+                validate()  # the last weights get their chance too
     finally:
         bar.close()
         log_f.close()
     checkpoint(done=True)
-    logger.info("trained %s (causal=%s) for %d steps in %.1f min; model in %s", cfg.arch, cfg.causal, step,
-                elapsed / 60, out_dir)
+    logger.info("trained %s (causal=%s) for %d steps in %.1f min%s; model in %s", cfg.arch, cfg.causal, step,
+                elapsed / 60, " (stopped early)" if stopper.stopped else "", out_dir)
+    if best is not None:
+        logger.info("saved the best validation weights: PCC %.4f at step %d (%d validations, %.1f s)",
+                    stopper.best, stopper.best_step, val_evals, val_seconds)
     return out_dir
 
 
