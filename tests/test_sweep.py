@@ -20,7 +20,7 @@ from edgensd.cli.main import main
 from edgensd.demo import demo_dir
 from edgensd.sweep import runner
 from edgensd.sweep.config import SweepConfig, SweepConfigError, check_resume, participant_layout
-from edgensd.sweep.report import bootstrap_mean_ci, summarize_groups
+from edgensd.sweep.report import bootstrap_mean_ci, compare_to_best_noncausal, markdown, summarize_groups
 
 SPEECH_MODEL = demo_dir() / "speech_model"
 OVERRIDES = {"edge": {"channels": 8, "dilations": [1, 2], "gru_hidden": 8},
@@ -83,7 +83,7 @@ def killed(participant, tmp_path_factory, request):
     try:
         request.getfixturevalue("ray_session")  # started meanwhile
         edge, lstm = out / "tasks/p/edge_causal", out / "tasks/p/lstm_causal"
-        _wait_for(lambda: (edge / "done.json").is_file() and (lstm / "model/train_log.jsonl").is_file(), proc, 240,
+        _wait_for(lambda: (edge / "done.json").is_file() and (lstm / "model/train_log.jsonl").is_file(), proc, 600,
                   "edge's done marker and lstm's first steps")
         assert not (lstm / "done.json").exists()
         proc.send_signal(signal.SIGTERM)
@@ -303,6 +303,31 @@ def test_groups_pair_each_participant_with_its_ridge():
     assert -0.02 - 1e-9 <= lo <= hi <= 0.10 + 1e-9
     assert g["frac_above_ridge"] == pytest.approx(2 / 3)
     assert g["by_layout"]["LD"]["n"] == 2 and g["by_layout"]["HB"]["pcc_mean"] == pytest.approx(0.80)
+
+
+def test_causal_models_are_paired_with_the_best_noncausal_one():
+    def row(p, arch, causal, pcc):
+        return {"participant": p, "arch": arch, "causal": causal, "layout": "LD", "pcc_mean": pcc,
+                "ridge_pcc_mean": 0.6, "floor_pcc_mean": 0.5, "ceiling_pcc_mean": 0.9, "diff_vs_ridge": pcc - 0.6,
+                "train_steps": 10, "seconds": 60.0}
+
+    rows = [row("p0", "edge", True, 0.70), row("p1", "edge", True, 0.66), row("p2", "edge", True, 0.64),
+            row("p0", "lstm", False, 0.72), row("p1", "lstm", False, 0.69),  # best non-causal (mean 0.705)
+            row("p0", "resnet3d", False, 0.71), row("p1", "resnet3d", False, 0.65), row("p2", "resnet3d", False, 0.66),
+            row("p0", "lstm", True, 0.68)]
+    groups = summarize_groups(rows, n_boot=1000)
+    cmp = {c["arch"]: c for c in compare_to_best_noncausal(rows, groups, n_boot=1000)}
+    assert set(cmp) == {"edge", "lstm"} and cmp["edge"]["reference"] == "lstm"
+    assert cmp["edge"]["reference_pcc_mean"] == pytest.approx(0.705)
+    # paired on p0 and p1 only (p2 has no non-causal lstm): (0.70 - 0.72 + 0.66 - 0.69) / 2
+    assert cmp["edge"]["diff"]["n"] == 2 and cmp["edge"]["diff"]["mean"] == pytest.approx(-0.025)
+    assert cmp["lstm"]["diff"] == {"mean": pytest.approx(-0.04), "ci": None, "n": 1}
+    assert compare_to_best_noncausal([r for r in rows if r["causal"]], summarize_groups(
+        [r for r in rows if r["causal"]], n_boot=1000)) == []
+    md = markdown({"n_boot": 1000, "participants": ["p0", "p1", "p2"], "archs": ["edge", "lstm", "resnet3d"],
+                   "causal": "both", "n_finished": len(rows), "n_expected": len(rows), "minutes": 30, "rows": rows,
+                   "groups": groups, "vs_best_noncausal": list(cmp.values()), "missing": [], "plots": []})
+    assert "## Causal against the best non-causal model" in md and "| edge | lstm | 0.705 | 2 | -0.025 |" in md
 
 
 def test_participant_layout_from_the_file(participant, tmp_path):

@@ -17,7 +17,8 @@ import numpy as np
 from edgensd.log import logger
 from edgensd.sweep.config import CONFIG_FILE, SweepConfig, causal_tag, decoder_task_dir, read_done
 
-__all__ = ["bootstrap_mean_ci", "collect_rows", "markdown", "summarize_groups", "write_report"]
+__all__ = ["bootstrap_mean_ci", "collect_rows", "compare_to_best_noncausal", "markdown", "summarize_groups",
+           "write_report"]
 
 RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
@@ -133,6 +134,36 @@ def summarize_groups(rows: list[dict], n_boot: int = 10000, seed: int = 0) -> li
     return out
 
 
+def compare_to_best_noncausal(rows: list[dict], groups: list[dict], n_boot: int = 10000, seed: int = 0) -> list[dict]:
+    """Each causal architecture against the best non-causal one, paired per participant.
+
+    The reference is the non-causal architecture with the highest mean PCC over participants (the groups of
+    :func:`summarize_groups`); the difference is taken on the participants both have finished.
+
+    Returns
+    -------
+    list of dict
+        Per causal architecture: ``arch``, ``reference`` (the non-causal architecture), ``reference_pcc_mean``
+        (over all its participants) and ``diff`` (:func:`bootstrap_mean_ci` of causal − reference per
+        participant, ``n`` the participants paired). Empty without a finished non-causal group.
+    """
+    noncausal = [g for g in groups if not g["causal"]]
+    if not noncausal:
+        return []
+    best = max(noncausal, key=lambda g: g["pcc"]["mean"])
+    ref = {r["participant"]: r["pcc_mean"] for r in rows if r["arch"] == best["arch"] and not r["causal"]}
+    out = []
+    for g in groups:
+        if not g["causal"]:
+            continue
+        diff = [r["pcc_mean"] - ref[r["participant"]] for r in rows
+                if r["arch"] == g["arch"] and r["causal"] and r["participant"] in ref]
+        if diff:
+            out.append({"arch": g["arch"], "reference": best["arch"], "reference_pcc_mean": best["pcc"]["mean"],
+                        "diff": bootstrap_mean_ci(diff, n_boot, seed)})
+    return out
+
+
 def _ci(s: dict, signed: bool = False) -> str:
     if s["ci"] is None:
         return "– (n = 1)"
@@ -161,6 +192,13 @@ def markdown(result: dict) -> str:
             f"{_ci(g['pcc'])} | {g['ridge_pcc_mean']:.3f} | {g['diff_vs_ridge']['mean']:+.3f} | "
             f"{_ci(g['diff_vs_ridge'], True)} | {100 * g['frac_above_ridge']:.0f} % | {g['floor_pcc_mean']:.3f} | "
             f"{g['ceiling_pcc_mean']:.3f} |")
+    if result.get("vs_best_noncausal"):
+        lines += ["", "## Causal against the best non-causal model", "",
+                  "| causal arch | best non-causal | its PCC mean | participants paired | Δ (paired) | 95 % CI |",
+                  "|---|---|---:|---:|---:|---|"]
+        for c in result["vs_best_noncausal"]:
+            lines.append(f"| {c['arch']} | {c['reference']} | {c['reference_pcc_mean']:.3f} | {c['diff']['n']} | "
+                         f"{c['diff']['mean']:+.3f} | {_ci(c['diff'], True)} |")
     lines += ["", "## By layout", "", "| arch | causal | layout | participants | PCC mean | Δ vs ridge |",
               "|---|---|---|---:|---:|---:|"]
     for g in result["groups"]:
@@ -276,7 +314,8 @@ def write_report(out: str | os.PathLike, cfg: SweepConfig | None = None, plots: 
     -------
     dict
         ``participants``, ``archs``, ``causal``, ``minutes``, ``n_boot``, ``rows`` (finished tasks),
-        ``groups`` (:func:`summarize_groups`), ``missing``, ``n_expected``, ``n_finished``, ``plots``.
+        ``groups`` (:func:`summarize_groups`), ``vs_best_noncausal`` (:func:`compare_to_best_noncausal`),
+        ``missing``, ``n_expected``, ``n_finished``, ``plots``.
 
     Raises
     ------
@@ -299,6 +338,7 @@ def write_report(out: str | os.PathLike, cfg: SweepConfig | None = None, plots: 
                                         not g["causal"])),
         "n_expected": len(rows) + len(missing), "n_finished": len(rows), "plots": [],
     }
+    result["vs_best_noncausal"] = compare_to_best_noncausal(rows, result["groups"], cfg.n_boot)
     if plots:
         result["plots"] = _plots(result, out)
     from edgensd.sweep.tasks import write_json_atomic
@@ -311,6 +351,9 @@ def write_report(out: str | os.PathLike, cfg: SweepConfig | None = None, plots: 
         logger.info("%s %s over %d participants: PCC %.3f %s, vs ridge %+.3f %s", g["arch"], causal_tag(g["causal"]),
                     g["n_participants"], g["pcc"]["mean"], _ci(g["pcc"]), g["diff_vs_ridge"]["mean"],
                     _ci(g["diff_vs_ridge"], True))
+    for c in result["vs_best_noncausal"]:
+        logger.info("%s causal vs the best non-causal (%s) over %d participants: %+.3f %s", c["arch"], c["reference"],
+                    c["diff"]["n"], c["diff"]["mean"], _ci(c["diff"], True))
     if missing:
         logger.info("%d tasks not finished yet: %s", len(missing), ", ".join(missing))
     return result
