@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 from export_setup import edge_bundle
+from script_loader import load_script
 from test_export_litert import build_models
 
 from edgensd.decoding.train import load_trained_decoder
@@ -16,10 +16,7 @@ BENCH = Path(__file__).resolve().parents[1] / "bench" / "bench_int8_size.py"
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_int8_size", BENCH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(BENCH)
 
 
 def _counts(dec):

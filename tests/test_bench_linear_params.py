@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 from export_setup import trained_edge
+from script_loader import load_script
 
 from edgensd.data.participant import load_participant, trial_split
 from edgensd.decoding.evaluate import params_to_spec
@@ -23,10 +23,7 @@ BENCH = Path(__file__).resolve().parents[1] / "bench" / "bench_linear_params.py"
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_linear_params", BENCH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(BENCH)
 
 
 def test_features_that_hold_the_parameters_are_decoded_exactly(bench, tmp_path_factory, tmp_path):

@@ -10,7 +10,6 @@ encoder's parameters of the utterance.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import struct
@@ -21,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from script_loader import load_script
 
 from edgensd import _csynth
 from edgensd.cli.main import main as cli_main
@@ -107,9 +107,7 @@ def _torch_norm(synth: Synthesizer, params: np.ndarray) -> np.ndarray:
 
 
 def test_generated_tables_are_up_to_date():
-    spec = importlib.util.spec_from_file_location("gen_tables", CSRC / "gen_tables.py")
-    gen = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(gen)
+    gen = load_script(CSRC / "gen_tables.py")
     assert gen.generate() == (CSRC / "edsynth_tables.c").read_text(), "run python csrc/gen_tables.py"
 
 
