@@ -11,6 +11,7 @@ import torch
 
 from edgensd.cli import train_decoder as train_cli
 from edgensd.decoding import augment
+from edgensd.decoding import train as train_mod
 from edgensd.decoding.selection import EarlyStopping, WeightEMA, validation_split
 from edgensd.decoding.targets import Segments
 from edgensd.decoding.train import RECIPE_OFF, DecoderTrainConfig, _Crops
@@ -198,6 +199,8 @@ def test_weight_ema_math_and_state():
         ("aug_jitter", -1, "aug_jitter must be an integer"),
         ("aug_noise", -0.5, "aug_noise must be a finite number >= 0"),
         ("aug_gain", math.inf, "aug_gain must be a finite number >= 0"),
+        ("weight_pcc", -0.1, "weight_pcc must be a finite number >= 0"),
+        ("weight_lin", math.nan, "weight_lin must be a finite number >= 0"),
     ],
 )
 def test_recipe_config_rejects_bad_values(field, value, message):
@@ -207,8 +210,58 @@ def test_recipe_config_rejects_bad_values(field, value, message):
 
 def test_cli_defaults_match_the_config_and_old_checkpoints_resume_without_the_recipe():
     d = DecoderTrainConfig()
-    for k, v in vars(train_cli._RECIPE_DEFAULTS).items():
+    for k, v in (*vars(train_cli._RECIPE_DEFAULTS).items(), *vars(train_cli._LOSS_DEFAULTS).items()):
         assert getattr(d, k) == v, k
-    old = {k: v for k, v in d.to_dict().items() if k not in vars(train_cli._RECIPE_DEFAULTS)}
+    old = {k: v for k, v in d.to_dict().items() if k not in vars(train_cli._RECIPE_DEFAULTS) and k != "weight_pcc"}
     cfg = DecoderTrainConfig.from_dict({**RECIPE_OFF, **old})
     assert cfg.val_fraction == 0 and cfg.ema_decay == 0 and not cfg.aug_jitter and not cfg.aug_dropout
+    assert cfg.weight_pcc == 0
+
+
+def test_crop_correlation_matches_numpy_per_crop():
+    rng = np.random.default_rng(4)
+    mask = np.ones((3, 20), bool)
+    mask[0, :5] = False  # warm-up frames
+    mask[2, 12:] = False  # padding past the trial's end
+    true = rng.normal(size=(3, 20, 7))
+    pred = 0.6 * true + rng.normal(size=(3, 20, 7))
+    keep = torch.from_numpy(mask)
+    crop = torch.arange(3)[:, None].expand(3, 20)[keep]
+    r = train_mod.crop_correlation(torch.from_numpy(pred)[keep], torch.from_numpy(true)[keep], crop, 3)
+    ref = [np.corrcoef(pred[b][mask[b]].ravel(), true[b][mask[b]].ravel())[0, 1] for b in range(3)]
+    np.testing.assert_allclose(r.numpy(), ref, rtol=0, atol=1e-12)
+    # a crop with no counted frame is left out; a constant prediction scores 0, not NaN
+    mask[1] = False
+    keep = torch.from_numpy(mask)
+    crop = torch.arange(3)[:, None].expand(3, 20)[keep]
+    flat = torch.zeros(int(keep.sum()), 7, dtype=torch.float64)
+    r = train_mod.crop_correlation(flat, torch.from_numpy(true)[keep], crop, 3)
+    assert r.shape == (2,) and torch.equal(r, torch.zeros(2, dtype=torch.float64))
+
+
+def test_pcc_loss_term_adds_one_minus_the_mean_crop_correlation_and_has_gradients():
+    from edgensd.decoders.registry import get_decoder
+    from edgensd.speech.synth import Synthesizer
+
+    torch.manual_seed(0)
+    voice = VoiceRange.preset("low")
+    dec = get_decoder("edge", n_electrodes=6, causal=True, channels=4, dilations=[1], gru_hidden=4)
+    dec.eval()  # no dropout: both calls see the same output
+    synth = Synthesizer()
+    b, t = 3, 12
+    x = torch.randn(b, t, 6)
+    spec = torch.rand(b, t, 256) * 2 - 1
+    mel = torch.rand(b, t, 128) * 2 - 1
+    pos = torch.rand(b, t, N_PARAMS)
+    w = torch.ones(b, t, N_PARAMS)
+    mask = torch.ones(b, t)
+    mask[:, :2] = 0
+    base = DecoderTrainConfig()
+    with_pcc = dataclasses.replace(base, weight_pcc=0.7)
+    total0, parts0 = train_mod.decoder_losses(dec, synth, voice, base, x, spec, mel, pos, w, mask)
+    total1, parts1 = train_mod.decoder_losses(dec, synth, voice, with_pcc, x, spec, mel, pos, w, mask)
+    assert "pcc" not in parts0 and -1 < parts1["pcc"] < 1
+    assert total1.item() == pytest.approx(total0.item() + 0.7 * (1 - parts1["pcc"]), abs=1e-5)
+    dec.zero_grad()
+    (total1 - total0).backward()  # the correlation term alone reaches the decoder's weights
+    assert dec.out.weight.grad is not None and dec.out.weight.grad.abs().sum() > 0

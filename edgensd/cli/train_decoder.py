@@ -36,6 +36,9 @@ _RECIPE_DEFAULTS = argparse.Namespace(val_fraction=0.0, val_every_s=30.0, patien
 """Defaults of the small-data recipe (kept here so --help needs no torch; a test checks them against
 DecoderTrainConfig)."""
 
+_LOSS_DEFAULTS = argparse.Namespace(weight_lin=1.0, weight_mel=1.0, weight_param=1.0, weight_pcc=0.0)
+"""Defaults of the stage-2 loss weights (a test checks them against DecoderTrainConfig)."""
+
 ARCHS = ("edge", "lstm", "resnet3d", "swin3d")
 """Registered decoder names (kept here so --help needs no torch; a test checks it against the registry)."""
 
@@ -98,6 +101,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      help="additive Gaussian noise, SD in z units (default %(default)s)")
     rec.add_argument("--aug-gain", type=nonneg_float, default=d.aug_gain, metavar="SD",
                      help="per-electrode gain per crop, SD of the log gain (default %(default)s)")
+    lw = p.add_argument_group(
+        "loss", "weights of the stage-2 loss terms (each >= 0; see edgensd.decoding.train.decoder_losses)")
+    lw.add_argument("--weight-lin", type=nonneg_float, default=_LOSS_DEFAULTS.weight_lin, metavar="W",
+                    help="L1 on the linear normalized-dB spectrogram (default %(default)s)")
+    lw.add_argument("--weight-mel", type=nonneg_float, default=_LOSS_DEFAULTS.weight_mel, metavar="W",
+                    help="L1 on the mel normalized-dB spectrogram (default %(default)s)")
+    lw.add_argument("--weight-param", type=nonneg_float, default=_LOSS_DEFAULTS.weight_param, metavar="W",
+                    help="L1 between the decoded and the reference parameters' positions (default %(default)s)")
+    lw.add_argument("--weight-pcc", type=nonneg_float, default=_LOSS_DEFAULTS.weight_pcc, metavar="W",
+                    help="1 - Pearson r of each crop's linear normalized-dB spectrogram, as eval scores a "
+                         "trial; 0 = off (default %(default)s)")
     p.add_argument(
         "--decoder-config",
         default=None,
@@ -131,11 +145,11 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             cache_dir=args.cache_dir,
             decoder=overrides,
-            **{k: getattr(args, k) for k in vars(_RECIPE_DEFAULTS)},
+            **{k: getattr(args, k) for k in (*vars(_RECIPE_DEFAULTS), *vars(_LOSS_DEFAULTS))},
         )
     except ValueError as exc:  # name the flag rather than the config field
         msg = str(exc)
-        for field in vars(_RECIPE_DEFAULTS):
+        for field in (*vars(_RECIPE_DEFAULTS), *vars(_LOSS_DEFAULTS)):
             if msg.startswith(field + " "):
                 msg = _flag(field) + msg[len(field):]
         raise CommandError(msg) from None

@@ -83,12 +83,13 @@ DEFAULT_PARAM_WEIGHTS: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.5, 0
 #: The small-data recipe switched off (today's recipe before it existed): what a checkpoint written without
 #: these fields resumes with.
 RECIPE_OFF: dict[str, Any] = {"val_fraction": 0.0, "ema_decay": 0.0, "aug_dropout": 0.0, "aug_jitter": 0,
-                              "aug_noise": 0.0, "aug_gain": 0.0}
+                              "aug_noise": 0.0, "aug_gain": 0.0, "weight_pcc": 0.0}
 
 __all__ = [
     "DEFAULT_PARAM_WEIGHTS",
     "DecoderTrainConfig",
     "TrainedDecoder",
+    "crop_correlation",
     "decoder_losses",
     "load_trained_decoder",
     "train_decoder",
@@ -126,6 +127,10 @@ class DecoderTrainConfig(Config):
         AdamW settings; the learning rate follows a cosine over the budget after a 2 % warm-up.
     weight_lin, weight_mel, weight_param : float
         Weights of the linear-spectrogram, mel-spectrogram and parameter losses.
+    weight_pcc : float
+        Weight of the correlation loss: 1 - Pearson r between the synthesized and the true normalized-dB
+        linear spectrogram of each crop (its counted frames x 256 bins, as ``edgensd eval decoder`` scores a
+        trial), mean over crops; 0 (the default) turns it off.
     param_weights : tuple of 18 float
         Per-parameter weights of the parameter loss.
     checkpoint_every_s : float
@@ -172,6 +177,7 @@ class DecoderTrainConfig(Config):
     weight_lin: float = 1.0
     weight_mel: float = 1.0
     weight_param: float = 1.0
+    weight_pcc: float = 0.0
     param_weights: tuple[float, ...] = DEFAULT_PARAM_WEIGHTS
     checkpoint_every_s: float = 120.0
     n_threads: int = 0
@@ -209,7 +215,7 @@ class DecoderTrainConfig(Config):
         if int(self.aug_jitter) != self.aug_jitter or not 0 <= self.aug_jitter < self.crop_frames // 2:
             raise ValueError(f"aug_jitter must be an integer in [0, crop_frames // 2 = {self.crop_frames // 2}), "
                              f"got {self.aug_jitter}")
-        for name in ("aug_noise", "aug_gain"):
+        for name in ("weight_lin", "weight_mel", "weight_param", "weight_pcc", "aug_noise", "aug_gain"):
             if not 0.0 <= getattr(self, name) < math.inf:
                 raise ValueError(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
 
@@ -286,7 +292,7 @@ def decoder_losses(
     -------
     total : Tensor (scalar)
     parts : dict of float
-        ``lin``, ``mel``, ``param``.
+        ``lin``, ``mel``, ``param`` (and ``pcc``, the mean correlation of the crops, when ``weight_pcc`` > 0).
     """
     from edgensd.speech.synth import power_to_norm_t
 
@@ -295,12 +301,52 @@ def decoder_losses(
     raw_k, w_k = raw[keep], w_param[keep]
     power = synth(raw_to_physical(raw_k, voice))
     n = max(int(keep.sum()), 1)
-    l_lin = (power_to_norm_t(power) - spec[keep]).abs().sum() / (n * spec.shape[-1])
+    pred_norm = power_to_norm_t(power)
+    l_lin = (pred_norm - spec[keep]).abs().sum() / (n * spec.shape[-1])
     l_mel = (synth.mel_norm_from_power(power) - mel[keep]).abs().sum() / (n * mel.shape[-1])
     w = w_k * torch.as_tensor(cfg.param_weights, dtype=raw.dtype)
     l_par = ((torch.sigmoid(raw_k) - pos_ref[keep]).abs() * w).sum() / w.sum().clamp_min(1e-6)
     total = cfg.weight_lin * l_lin + cfg.weight_mel * l_mel + cfg.weight_param * l_par
-    return total, {"lin": l_lin.item(), "mel": l_mel.item(), "param": l_par.item()}
+    parts = {"lin": l_lin.item(), "mel": l_mel.item(), "param": l_par.item()}
+    if cfg.weight_pcc > 0:
+        crop = torch.arange(mask.shape[0], device=mask.device)[:, None].expand_as(mask)[keep]
+        r = crop_correlation(pred_norm, spec[keep], crop, mask.shape[0])
+        total = total + cfg.weight_pcc * (1.0 - r.mean())
+        parts["pcc"] = r.mean().item()
+    return total, parts
+
+
+def crop_correlation(pred: torch.Tensor, true: torch.Tensor, crop: torch.Tensor, n_crops: int) -> torch.Tensor:
+    """Pearson r between predicted and true spectrogram frames, one per crop, over its frames x bins.
+
+    Parameters
+    ----------
+    pred, true : Tensor (N, F)
+        Frames of all crops, stacked (normalized dB).
+    crop : Tensor (N,) of int64
+        The crop of each frame, in [0, n_crops).
+    n_crops : int
+
+    Returns
+    -------
+    Tensor (n_present,)
+        r of each crop that has at least one frame (0 for a crop whose prediction or target is constant).
+    """
+    f = pred.shape[-1]
+    count = torch.zeros(n_crops, dtype=pred.dtype, device=pred.device).index_add_(
+        0, crop, torch.ones_like(crop, dtype=pred.dtype)) * f
+    present = count > 0
+    denom = count.clamp_min(1.0)
+
+    def crop_sum(v: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(n_crops, dtype=v.dtype, device=v.device).index_add(0, crop, v.sum(-1))
+
+    pc = pred - (crop_sum(pred) / denom)[crop][:, None]
+    tc = true - (crop_sum(true) / denom)[crop][:, None]
+    cov = crop_sum(pc * tc)
+    var = crop_sum(pc * pc) * crop_sum(tc * tc)
+    r = cov / torch.sqrt(var.clamp_min(1e-12))
+    return r[present]
 
 
 def _grid_for(p: Participant) -> tuple[tuple[tuple[int, int], ...], tuple[int, int], str]:
