@@ -36,8 +36,9 @@ _RECIPE_DEFAULTS = argparse.Namespace(val_fraction=0.0, val_every_s=30.0, patien
 """Defaults of the small-data recipe (kept here so --help needs no torch; a test checks them against
 DecoderTrainConfig)."""
 
-_LOSS_DEFAULTS = argparse.Namespace(weight_lin=1.0, weight_mel=1.0, weight_param=1.0, weight_pcc=0.0)
-"""Defaults of the stage-2 loss weights (a test checks them against DecoderTrainConfig)."""
+_LOSS_DEFAULTS = argparse.Namespace(weight_lin=1.0, weight_mel=1.0, weight_param=1.0, weight_pcc=0.0, lr=1e-3,
+                                    weight_decay=1e-4)
+"""Defaults of the stage-2 loss weights and optimizer (a test checks them against DecoderTrainConfig)."""
 
 ARCHS = ("edge", "lstm", "resnet3d", "swin3d")
 """Registered decoder names (kept here so --help needs no torch; a test checks it against the registry)."""
@@ -102,7 +103,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     rec.add_argument("--aug-gain", type=nonneg_float, default=d.aug_gain, metavar="SD",
                      help="per-electrode gain per crop, SD of the log gain (default %(default)s)")
     lw = p.add_argument_group(
-        "loss", "weights of the stage-2 loss terms (each >= 0; see edgensd.decoding.train.decoder_losses)")
+        "loss and optimizer", "weights of the stage-2 loss terms (each >= 0; see "
+        "edgensd.decoding.train.decoder_losses) and the optimizer's settings")
+    lw.add_argument("--lr", type=positive_float, default=_LOSS_DEFAULTS.lr, metavar="LR",
+                    help="AdamW peak learning rate (cosine over the budget after a 2 %% warm-up; default %(default)s)")
+    lw.add_argument("--weight-decay", type=nonneg_float, default=_LOSS_DEFAULTS.weight_decay, metavar="WD",
+                    help="AdamW decoupled weight decay (default %(default)s)")
     lw.add_argument("--weight-lin", type=nonneg_float, default=_LOSS_DEFAULTS.weight_lin, metavar="W",
                     help="L1 on the linear normalized-dB spectrogram (default %(default)s)")
     lw.add_argument("--weight-mel", type=nonneg_float, default=_LOSS_DEFAULTS.weight_mel, metavar="W",
