@@ -201,7 +201,7 @@ def test_weight_ema_math_and_state():
         ("aug_gain", math.inf, "aug_gain must be a finite number >= 0"),
         ("weight_pcc", -0.1, "weight_pcc must be a finite number >= 0"),
         ("weight_decay", -1e-3, "weight_decay must be a finite number >= 0"),
-        ("lr", 0.0, "lr must be a finite number > 0"),
+        ("lr", -1e-3, "lr must be a finite number >= 0"),
         ("weight_lin", math.nan, "weight_lin must be a finite number >= 0"),
     ],
 )

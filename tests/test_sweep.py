@@ -26,6 +26,7 @@ SPEECH_MODEL = demo_dir() / "speech_model"
 OVERRIDES = {"edge": {"channels": 8, "dilations": [1, 2], "gru_hidden": 8},
              "lstm": {"hidden_size": 16, "num_layers": 1}}
 MINUTES = "0.1"  # stage-2 budget of each tiny decoder (6 s)
+TRAIN = {"weight_decay": 0.001}  # a stage-2 training override, passed to every decoder
 
 
 def _argv(data, out, *extra, shared: bool = False) -> list[str]:
@@ -34,7 +35,7 @@ def _argv(data, out, *extra, shared: bool = False) -> list[str]:
     stage1 = ["--speech-model", str(SPEECH_MODEL)] if shared else ["--speech-minutes", "0.01"]
     return ["sweep", "--participants", str(data), "--archs", "edge,lstm", "--causal", "causal", "--out", str(out),
             *stage1, "--minutes", MINUTES, "--batch-size", "4", "--no-stoi", "--cpus", "1", "--decoder-config",
-            json.dumps(OVERRIDES), *extra]
+            json.dumps(OVERRIDES), "--train-config", json.dumps(TRAIN), *extra]
 
 
 @pytest.fixture(scope="module")
@@ -149,6 +150,9 @@ def test_killed_sweep_resumes_without_redoing_finished_tasks(killed):
     done = json.loads((lstm / "done.json").read_text())
     assert done["speech_model"] == str(out / "tasks/p/speech/model")
     assert done["attempt"] == 2 and done["fingerprint"]["minutes"] == float(MINUTES)
+    assert done["fingerprint"]["train"] == TRAIN
+    for task in (edge, lstm):  # the override reached both trainings
+        assert json.loads((task / "model/train_config.json").read_text())["weight_decay"] == TRAIN["weight_decay"]
     assert done["train_seconds"] >= 0.9 * 60 * float(MINUTES)  # both runs together used the budget
     r = json.loads((out / "results.json").read_text())
     assert [(x["arch"], x["causal"]) for x in r["rows"]] == [("edge", True), ("lstm", True)]
@@ -252,6 +256,13 @@ def test_bad_input_is_refused_before_any_work(participant, tmp_path, edgensd_log
     argv = _argv(participant, out)
     argv[argv.index("--decoder-config") + 1] = '{"resnet3d": {}}'
     refused(argv, "--decoder-config names architectures not in --archs: ['resnet3d']")
+    argv = _argv(participant, out)
+    argv[argv.index("--train-config") + 1] = '{"seed": 3, "lr": 0.01}'
+    refused(argv, "--train-config: ['seed'] cannot be set here; allowed:", "weight_decay")
+    argv[argv.index("--train-config") + 1] = '{"weight_pcc": -1}'
+    refused(argv, "--train-config: weight_pcc must be a finite number >= 0")
+    argv[argv.index("--train-config") + 1] = '[1]'
+    refused(argv, "--train-config must be a JSON object")
     refused(["sweep", "--archs", "edge", "--out", str(out)], "--participants is required")
     refused(["sweep", "--report-only", "--out", str(out)], "holds no sweep_config.json")
     full = tmp_path / "full"
@@ -353,6 +364,10 @@ def test_sweep_config_round_trip_and_resume_rules(tmp_path):
     check_resume(cfg, more, tmp_path)  # participants and architectures may be added or left out
     with pytest.raises(SweepConfigError, match=r"decoder\['lstm'\]"):
         check_resume(cfg, SweepConfig(**{**more.to_dict(), "decoder": {"lstm": {"hidden_size": 32}}}), tmp_path)
+    with pytest.raises(SweepConfigError, match=r"train: \{\} → \{'weight_decay': 0.01\}"):
+        check_resume(cfg, SweepConfig(**{**cfg.to_dict(), "train": {"weight_decay": 0.01}}), tmp_path)
+    with pytest.raises(SweepConfigError, match=r"train overrides may not set \['max_minutes'\]"):
+        SweepConfig(train={"max_minutes": 3})
     with pytest.raises(SweepConfigError, match="seed: 0 → 1; batch_size: 16 → 8"):
         check_resume(cfg, SweepConfig(**{**cfg.to_dict(), "seed": 1, "batch_size": 8}), tmp_path)
     with pytest.raises(SweepConfigError, match=r"causal must be one of \['causal', 'noncausal', 'both'\]"):

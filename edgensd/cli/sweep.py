@@ -60,6 +60,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=positive_int, default=16, help="stage-2 crops per step")
     p.add_argument("--decoder-config", default=None, metavar="JSON",
                    help="per-architecture config overrides, e.g. '{\"lstm\": {\"hidden_size\": 64}}'")
+    p.add_argument("--train-config", default=None, metavar="JSON",
+                   help="stage-2 training overrides for every decoder (DecoderTrainConfig fields), e.g. "
+                        "'{\"weight_decay\": 0.05, \"aug_noise\": 0.3}'")
     p.add_argument("--no-stoi", action="store_true", help="skip STOI in the evaluations")
     p.add_argument("--n-boot", type=positive_int, default=10000, help="bootstrap resamples over participants")
     p.add_argument("--report-only", action="store_true",
@@ -100,6 +103,33 @@ def _decoder_overrides(text: str | None, archs: list[str]) -> dict:
     unknown = sorted(set(d) - set(archs))
     if unknown:
         raise CommandError(f"--decoder-config names architectures not in --archs: {unknown} (--archs: {archs})")
+    return d
+
+
+def _train_overrides(text: str | None) -> dict:
+    """``--train-config`` → DecoderTrainConfig overrides, checked by building the config; CommandError otherwise."""
+    if not text:
+        return {}
+    try:
+        d = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CommandError(f"--train-config must be a JSON object of training settings: {exc}") from None
+    if not isinstance(d, dict):
+        raise CommandError(f"--train-config must be a JSON object, e.g. '{{\"weight_decay\": 0.05}}', got {text!r}")
+    import dataclasses
+
+    from edgensd.decoding.train import DecoderTrainConfig
+    from edgensd.sweep.config import TRAIN_RESERVED
+
+    fields = {f.name for f in dataclasses.fields(DecoderTrainConfig)}
+    allowed = sorted(fields - set(TRAIN_RESERVED))
+    bad = sorted(set(d) - set(allowed))
+    if bad:
+        raise CommandError(f"--train-config: {bad} cannot be set here; allowed: {', '.join(allowed)}")
+    try:
+        DecoderTrainConfig(**d)
+    except (TypeError, ValueError) as exc:
+        raise CommandError(f"--train-config: {exc}") from None
     return d
 
 
@@ -156,6 +186,7 @@ def build_config(args: argparse.Namespace) -> SweepConfig:
             participants=[str(f.resolve()) for f in files], archs=archs, causal=args.causal, minutes=args.minutes,
             speech_minutes=args.speech_minutes, speech_model=speech_model, seed=args.seed,
             batch_size=args.batch_size, decoder=_decoder_overrides(args.decoder_config, archs),
+            train=_train_overrides(args.train_config),
             stoi=not args.no_stoi, cpus_per_task=args.cpus_per_task, num_cpus=args.cpus,
             ray_address=args.ray_address, n_boot=args.n_boot,
         )

@@ -215,8 +215,8 @@ class DecoderTrainConfig(Config):
         if int(self.aug_jitter) != self.aug_jitter or not 0 <= self.aug_jitter < self.crop_frames // 2:
             raise ValueError(f"aug_jitter must be an integer in [0, crop_frames // 2 = {self.crop_frames // 2}), "
                              f"got {self.aug_jitter}")
-        if not 0.0 < self.lr < math.inf:
-            raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
+        if not 0.0 <= self.lr < math.inf:
+            raise ValueError(f"lr must be a finite number >= 0 (0 freezes the weights), got {self.lr}")
         for name in ("weight_decay", "weight_lin", "weight_mel", "weight_param", "weight_pcc", "aug_noise",
                      "aug_gain"):
             if not 0.0 <= getattr(self, name) < math.inf:

@@ -30,6 +30,7 @@ __all__ = [
     "DONE_FILE",
     "SweepConfig",
     "SweepConfigError",
+    "TRAIN_RESERVED",
     "check_resume",
     "decoder_task_dir",
     "participant_layout",
@@ -41,6 +42,10 @@ CAUSAL_CHOICES = ("causal", "noncausal", "both")
 CONFIG_FILE = "sweep_config.json"
 DONE_FILE = "done.json"
 TASKS_DIR = "tasks"
+
+#: DecoderTrainConfig fields a sweep sets itself (not allowed in ``train`` overrides).
+TRAIN_RESERVED = ("data", "speech_model", "arch", "causal", "decoder", "max_minutes", "seed", "batch_size",
+                  "n_threads", "cache_dir", "checkpoint_every_s")
 
 #: Settings whose change makes finished tasks stale (compared field by field on resume).
 INVALIDATING = ("minutes", "speech_minutes", "speech_model_sha256", "seed", "batch_size")
@@ -78,6 +83,10 @@ class SweepConfig(Config):
         Stage-2 crops per step.
     decoder : dict of str to dict
         Per-architecture overrides of the decoder config, e.g. ``{"lstm": {"hidden_size": 64}}``.
+    train : dict
+        Overrides of the stage-2 training settings for every decoder (fields of
+        :class:`~edgensd.decoding.train.DecoderTrainConfig` other than those the sweep sets itself, see
+        :data:`TRAIN_RESERVED`), e.g. ``{"weight_decay": 0.05}``.
     stoi : bool
         Compute STOI in the evaluations.
     cpus_per_task : int
@@ -101,6 +110,7 @@ class SweepConfig(Config):
     seed: int = 0
     batch_size: int = 16
     decoder: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    train: dict[str, Any] = dataclasses.field(default_factory=dict)
     stoi: bool = True
     cpus_per_task: int = 1
     num_cpus: int = 0
@@ -124,6 +134,10 @@ class SweepConfig(Config):
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise SweepConfigError(f"participant files must have distinct names (file stems); repeated: {dup}")
+        reserved = sorted(set(self.train) & set(TRAIN_RESERVED))
+        if reserved:
+            raise SweepConfigError(f"train overrides may not set {reserved}: the sweep sets {list(TRAIN_RESERVED)} "
+                                   "itself (use its own options)")
         unknown = sorted(set(self.decoder) - set(self.archs))
         if unknown:
             raise SweepConfigError(f"decoder overrides name architectures that are not swept: {unknown} "
@@ -147,9 +161,12 @@ class SweepConfig(Config):
 
     def decoder_fingerprint(self, name: str, arch: str, causal: bool) -> dict:
         """The settings a stage-2 task depends on (its stage 1's, the budget, the architecture's config)."""
-        return {**self.speech_fingerprint(name), "arch": arch, "causal": bool(causal),
-                "minutes": float(self.minutes), "batch_size": int(self.batch_size),
-                "decoder": self.decoder.get(arch, {})}
+        fp = {**self.speech_fingerprint(name), "arch": arch, "causal": bool(causal),
+              "minutes": float(self.minutes), "batch_size": int(self.batch_size),
+              "decoder": self.decoder.get(arch, {})}
+        if self.train:  # only when set, so sweeps from before the option resume unchanged
+            fp["train"] = dict(self.train)
+        return fp
 
 
 def participant_name(path: str | Path) -> str:
@@ -225,8 +242,8 @@ def check_resume(old: SweepConfig, new: SweepConfig, out: str | Path) -> None:
     """Refuse to resume ``out`` (written with ``old``) with settings that make its finished tasks stale.
 
     Participants and architectures may be added or left out; what is shared must agree: the budgets, the
-    shared speech model, the seed, the batch size, each shared architecture's overrides and each shared
-    participant's file content (SHA-256).
+    shared speech model, the seed, the batch size, the training overrides, each shared architecture's
+    overrides and each shared participant's file content (SHA-256).
 
     Raises
     ------
@@ -243,6 +260,8 @@ def check_resume(old: SweepConfig, new: SweepConfig, out: str | Path) -> None:
     if bool(old.speech_model) != bool(new.speech_model):
         diffs.append(f"speech_model: {old.speech_model or '(trained per participant)'!r} → "
                      f"{new.speech_model or '(trained per participant)'!r}")
+    if old.train != new.train:
+        diffs.append(f"train: {old.train} → {new.train}")
     for arch in sorted(set(old.archs) & set(new.archs)):
         if old.decoder.get(arch, {}) != new.decoder.get(arch, {}):
             diffs.append(f"decoder[{arch!r}]: {old.decoder.get(arch, {})} → {new.decoder.get(arch, {})}")

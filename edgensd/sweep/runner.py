@@ -252,7 +252,8 @@ def plan_sweep(cfg: SweepConfig, out: str | os.PathLike) -> dict:
                 fp = cfg.decoder_fingerprint(name, arch, causal)
                 dspec = {**common, "task": f"{name}/{arch}_{causal_tag(causal)}", "task_dir": str(ddir),
                          "fingerprint": fp, "arch": arch, "causal": causal, "minutes": cfg.minutes,
-                         "batch_size": cfg.batch_size, "decoder": cfg.decoder.get(arch, {}), "stoi": cfg.stoi}
+                         "batch_size": cfg.batch_size, "decoder": cfg.decoder.get(arch, {}), "stoi": cfg.stoi,
+                         "train": dict(cfg.train)}
                 decoders.append({"spec": dspec, "done": _checked_done(ddir, fp)})
     return {"speech": speech, "decoders": decoders, "skipped": skipped}
 

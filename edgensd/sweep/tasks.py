@@ -163,7 +163,7 @@ def run_decoder_task(spec: dict, stage1: dict) -> dict:
     spec : dict
         ``task``, ``task_dir``, ``participant``, ``data``, ``layout``, ``fingerprint``, ``threads``,
         ``cache_dir``, ``arch``, ``causal``, ``minutes``, ``seed``, ``batch_size``, ``decoder`` (overrides),
-        ``stoi``.
+        ``stoi``, ``train`` (DecoderTrainConfig overrides; optional).
     stage1 : dict
         The participant's stage-1 result (:func:`run_speech_task`): ``speech_model`` is used.
 
@@ -183,7 +183,8 @@ def run_decoder_task(spec: dict, stage1: dict) -> dict:
         cfg = DecoderTrainConfig(arch=spec["arch"], causal=bool(spec["causal"]), max_minutes=float(spec["minutes"]),
                                  seed=int(spec["seed"]), batch_size=int(spec["batch_size"]),
                                  n_threads=int(spec["threads"]), cache_dir=str(spec["cache_dir"]),
-                                 decoder=dict(spec["decoder"]), checkpoint_every_s=DECODER_CHECKPOINT_EVERY_S)
+                                 decoder=dict(spec["decoder"]), checkpoint_every_s=DECODER_CHECKPOINT_EVERY_S,
+                                 **dict(spec.get("train", {})))
         model_dir = task_dir / "model"
         train_decoder(spec["data"], stage1["speech_model"], model_dir, cfg)
         r = evaluate_decoder(model_dir, spec["data"], task_dir / "eval.json", cache_dir=spec["cache_dir"],
