@@ -461,3 +461,30 @@ def test_paired_differences_against_reference():
         paired_differences([evals[0], evals[2]], "best-noncausal")
     with pytest.raises(ValueError, match="n_boot must be an integer >= 100"):
         paired_differences(evals, n_boot=10)
+
+
+def test_compare_tells_apart_runs_of_one_architecture(tmp_path):
+    """Two recipes of one architecture share the eval's name; the table and the reference use the model folder."""
+    from edgensd.decoding.compare import REQUIRED_KEYS, load_evals, paired_differences
+
+    def write(folder, model, pcc):
+        d = {k: 0 for k in REQUIRED_KEYS} | {"per_param": {}, "name": "edge (causal)", "causal": True,
+                                              "model": model, "pcc_mean": float(np.mean(pcc)),
+                                              "per_trial": [{"trial": i, "pcc": p} for i, p in enumerate(pcc)]}
+        (tmp_path / folder).mkdir()
+        path = tmp_path / folder / "eval.json"
+        path.write_text(json.dumps(d))
+        return path
+
+    a = write("a", "runs/edge_base", [0.5, 0.6, 0.7])
+    b = write("b", "runs/edge_aug", [0.6, 0.7, 0.8])
+    c = write("c", "runs/edge_aug", [0.6, 0.7, 0.9])  # the same model evaluated again: the JSON path tells
+    names = [d["name"] for d in load_evals([a, b, c])]
+    assert names[0] == "edge (causal) [runs/edge_base]"
+    assert names[1] == f"edge (causal) [runs/edge_aug] ({b})" and names[2] == f"edge (causal) [runs/edge_aug] ({c})"
+    assert len(set(names)) == 3
+    res = paired_differences(load_evals([a, b]), "edge (causal) [runs/edge_base]", n_boot=200)
+    assert [r["name"] for r in res["rows"]] == ["edge (causal) [runs/edge_aug]"]
+    assert res["rows"][0]["mean_diff"] == pytest.approx(0.1)
+    # distinct names stay as they are
+    assert [d["name"] for d in load_evals([a])] == ["edge (causal)"]

@@ -32,7 +32,11 @@ REFERENCE_CHOICES: tuple[str, ...] = ("best", "best-noncausal")
 
 
 def load_evals(paths) -> list[dict]:
-    """Read evaluation JSONs; errors name the file and the missing keys."""
+    """Read evaluation JSONs; errors name the file and the missing keys.
+
+    Models that share a name (runs of one architecture with different settings) are told apart by their
+    model folder: ``edge (causal) [runs/edge_aug]``, as the table and ``reference`` then spell them.
+    """
     out = []
     if not paths:
         raise ValueError("evals must name at least one evaluation JSON (from 'edgensd eval decoder')")
@@ -50,7 +54,20 @@ def load_evals(paths) -> list[dict]:
         d.setdefault("name", path.stem)
         d["_path"] = str(path)
         out.append(d)
+    _disambiguate(out)
     return out
+
+
+def _disambiguate(evals: list[dict]) -> None:
+    """Suffix repeated names with the model folder (else the JSON's path) so that every name is unique."""
+    names = [d["name"] for d in evals]
+    for d in evals:
+        if names.count(d["name"]) > 1:
+            d["name"] = f"{d['name']} [{d.get('model') or d['_path']}]"
+    names = [d["name"] for d in evals]
+    for d in evals:
+        if names.count(d["name"]) > 1:  # the same model evaluated twice (e.g. on other data): the JSON tells
+            d["name"] = f"{d['name']} ({d['_path']})"
 
 
 def _fmt_int(v) -> str:
