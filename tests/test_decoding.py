@@ -235,21 +235,24 @@ def test_recipe_flags_on_the_command_line(setup, tmp_path, capsys, caplog):
     assert "--aug-jitter must be an integer in [0, crop_frames // 2 = 80), got 80" in caplog.text
     assert not (tmp_path / "m" / "checkpoint.pt").exists()
     shutil.copy(next((d / "edge").glob("reference_*.npz")), tmp_path)
-    rc = main([*base[:-1], str(tmp_path), "--max-minutes", "0.01", "--batch-size", "2", "--val-fraction", "0.25",
+    rc = main([*base[:-1], str(tmp_path), "--max-minutes", "0.05", "--batch-size", "2", "--val-fraction", "0.25",
                "--patience", "3", "--ema-decay", "0.99", "--aug-dropout", "0.2", "--aug-jitter", "3", "--aug-noise",
                "0.05", "--aug-gain", "0.1", "--weight-pcc", "0.5", "--weight-mel", "0.25", "--weight-decay", "0.02",
-               "--decoder-config", json.dumps(EDGE_SMALL)])
+               "--spec-loss", "rmse", "--decoder-config", json.dumps(EDGE_SMALL)])
     assert rc == 0
     cfg = DecoderTrainConfig.load(tmp_path / "train_config.json")
     got = (cfg.val_fraction, cfg.patience, cfg.ema_decay, cfg.aug_dropout, cfg.aug_jitter, cfg.aug_noise,
-           cfg.aug_gain, cfg.weight_pcc, cfg.weight_mel, cfg.weight_lin, cfg.weight_decay)
-    assert got == (0.25, 3, 0.99, 0.2, 3, 0.05, 0.1, 0.5, 0.25, 1.0, 0.02)
+           cfg.aug_gain, cfg.weight_pcc, cfg.weight_mel, cfg.weight_lin, cfg.weight_decay, cfg.spec_loss)
+    assert got == (0.25, 3, 0.99, 0.2, 3, 0.05, 0.1, 0.5, 0.25, 1.0, 0.02, "rmse")
     steps = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
     steps = [r for r in steps if "loss" in r]
     assert steps and all(-1.0 <= r["pcc"] <= 1.0 for r in steps)  # the correlation term is logged
     with pytest.raises(SystemExit) as exc:
         main([*base, "--weight-pcc", "-1"])
     assert exc.value.code == 2 and "argument --weight-pcc: must be" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main([*base, "--spec-loss", "l2"])
+    assert exc.value.code == 2 and "argument --spec-loss: invalid choice: 'l2'" in capsys.readouterr().err
 
 
 def test_eval_json_wavs_and_plots(setup, tmp_path):

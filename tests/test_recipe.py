@@ -203,6 +203,7 @@ def test_weight_ema_math_and_state():
         ("weight_decay", -1e-3, "weight_decay must be a finite number >= 0"),
         ("lr", -1e-3, "lr must be a finite number >= 0"),
         ("weight_lin", math.nan, "weight_lin must be a finite number >= 0"),
+        ("spec_loss", "l2", "spec_loss must be one of l1, rmse, got 'l2'"),
     ],
 )
 def test_recipe_config_rejects_bad_values(field, value, message):
@@ -214,10 +215,11 @@ def test_cli_defaults_match_the_config_and_old_checkpoints_resume_without_the_re
     d = DecoderTrainConfig()
     for k, v in (*vars(train_cli._RECIPE_DEFAULTS).items(), *vars(train_cli._LOSS_DEFAULTS).items()):
         assert getattr(d, k) == v, k
-    old = {k: v for k, v in d.to_dict().items() if k not in vars(train_cli._RECIPE_DEFAULTS) and k != "weight_pcc"}
+    old = {k: v for k, v in d.to_dict().items() if k not in vars(train_cli._RECIPE_DEFAULTS)
+           and k not in ("weight_pcc", "spec_loss")}
     cfg = DecoderTrainConfig.from_dict({**RECIPE_OFF, **old})
     assert cfg.val_fraction == 0 and cfg.ema_decay == 0 and not cfg.aug_jitter and not cfg.aug_dropout
-    assert cfg.weight_pcc == 0
+    assert cfg.weight_pcc == 0 and cfg.spec_loss == "l1"
 
 
 def test_crop_correlation_matches_numpy_per_crop():
@@ -266,4 +268,41 @@ def test_pcc_loss_term_adds_one_minus_the_mean_crop_correlation_and_has_gradient
     assert total1.item() == pytest.approx(total0.item() + 0.7 * (1 - parts1["pcc"]), abs=1e-5)
     dec.zero_grad()
     (total1 - total0).backward()  # the correlation term alone reaches the decoder's weights
+    assert dec.out.weight.grad is not None and dec.out.weight.grad.abs().sum() > 0
+
+
+def test_spec_loss_l1_and_rmse_match_numpy_on_the_counted_frames():
+    from edgensd.decoders.registry import get_decoder
+    from edgensd.params import raw_to_physical
+    from edgensd.speech.synth import Synthesizer, power_to_norm_t
+
+    torch.manual_seed(1)
+    voice = VoiceRange.preset("low")
+    dec = get_decoder("edge", n_electrodes=5, causal=True, channels=4, dilations=[1], gru_hidden=4)
+    dec.eval()
+    synth = Synthesizer()
+    b, t = 2, 10
+    x = torch.randn(b, t, 5)
+    spec = torch.rand(b, t, 256) * 2 - 1
+    mel = torch.rand(b, t, 128) * 2 - 1
+    pos = torch.rand(b, t, N_PARAMS)
+    w = torch.ones(b, t, N_PARAMS)
+    mask = torch.ones(b, t)
+    mask[:, :3] = 0
+    mask[1, 8:] = 0
+    keep = mask > 0
+    with torch.no_grad():  # an independent rendering of the same frames
+        power = synth(raw_to_physical(dec(x)[keep], voice))
+        d_lin = (power_to_norm_t(power) - spec[keep]).double().numpy()
+        d_mel = (synth.mel_norm_from_power(power) - mel[keep]).double().numpy()
+    _, l1 = train_mod.decoder_losses(dec, synth, voice, DecoderTrainConfig(), x, spec, mel, pos, w, mask)
+    total, rm = train_mod.decoder_losses(dec, synth, voice, DecoderTrainConfig(spec_loss="rmse", weight_mel=0.5),
+                                         x, spec, mel, pos, w, mask)
+    assert l1["lin"] == pytest.approx(np.abs(d_lin).mean(), rel=1e-5)
+    assert l1["mel"] == pytest.approx(np.abs(d_mel).mean(), rel=1e-5)
+    assert rm["lin"] == pytest.approx(np.sqrt(np.mean(d_lin ** 2)), rel=1e-5)
+    assert rm["mel"] == pytest.approx(np.sqrt(np.mean(d_mel ** 2)), rel=1e-5)
+    assert rm["param"] == l1["param"]  # the parameter term does not depend on spec_loss
+    assert total.item() == pytest.approx(rm["lin"] + 0.5 * rm["mel"] + rm["param"], rel=1e-5)
+    total.backward()
     assert dec.out.weight.grad is not None and dec.out.weight.grad.abs().sum() > 0

@@ -37,7 +37,7 @@ _RECIPE_DEFAULTS = argparse.Namespace(val_fraction=0.0, val_every_s=30.0, patien
 DecoderTrainConfig)."""
 
 _LOSS_DEFAULTS = argparse.Namespace(weight_lin=1.0, weight_mel=1.0, weight_param=1.0, weight_pcc=0.0, lr=1e-3,
-                                    weight_decay=1e-4)
+                                    weight_decay=1e-4, spec_loss="l1")
 """Defaults of the stage-2 loss weights and optimizer (a test checks them against DecoderTrainConfig)."""
 
 ARCHS = ("edge", "lstm", "resnet3d", "swin3d")
@@ -109,10 +109,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                     help="AdamW peak learning rate (cosine over the budget after a 2 %% warm-up; default %(default)s)")
     lw.add_argument("--weight-decay", type=nonneg_float, default=_LOSS_DEFAULTS.weight_decay, metavar="WD",
                     help="AdamW decoupled weight decay (default %(default)s)")
+    lw.add_argument("--spec-loss", choices=("l1", "rmse"), default=_LOSS_DEFAULTS.spec_loss,
+                    help="how the spectrogram terms compare: l1 (mean absolute error, the conditional median) or "
+                         "rmse (root-mean-square error, the conditional mean; default %(default)s)")
     lw.add_argument("--weight-lin", type=nonneg_float, default=_LOSS_DEFAULTS.weight_lin, metavar="W",
-                    help="L1 on the linear normalized-dB spectrogram (default %(default)s)")
+                    help="the linear normalized-dB spectrogram term (default %(default)s)")
     lw.add_argument("--weight-mel", type=nonneg_float, default=_LOSS_DEFAULTS.weight_mel, metavar="W",
-                    help="L1 on the mel normalized-dB spectrogram (default %(default)s)")
+                    help="the mel normalized-dB spectrogram term (default %(default)s)")
     lw.add_argument("--weight-param", type=nonneg_float, default=_LOSS_DEFAULTS.weight_param, metavar="W",
                     help="L1 between the decoded and the reference parameters' positions (default %(default)s)")
     lw.add_argument("--weight-pcc", type=nonneg_float, default=_LOSS_DEFAULTS.weight_pcc, metavar="W",

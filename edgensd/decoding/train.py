@@ -7,7 +7,9 @@ Per batch of random crops of training-trial segments (neural frames with context
 * the decoder maps high-gamma frames (batch, crop, n_electrodes) to raw parameters (batch, crop, 18);
   :func:`edgensd.params.raw_to_physical` maps them to physical units with the speech model's voice range;
 * the frozen synthesizer renders their power spectrogram (deterministic); the loss compares its linear
-  (256 bins) and mel (128 bands) normalized-dB spectrograms with the true ones (L1);
+  (256 bins) and mel (128 bands) normalized-dB spectrograms with the true ones (L1 by default; ``spec_loss``
+  ``"rmse"`` takes the root-mean-square error instead, whose minimizer is the conditional mean rather than the
+  median);
 * a weighted parameter loss compares ``sigmoid(raw)`` (each parameter's position in its range) with the
   reference parameters' positions (L1; f0 weighted by the reference voicing, the spectral-shape parameters
   by the frame's activity; per-parameter weights in :class:`DecoderTrainConfig`).
@@ -83,11 +85,16 @@ DEFAULT_PARAM_WEIGHTS: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.5, 0
 #: The small-data recipe switched off (today's recipe before it existed): what a checkpoint written without
 #: these fields resumes with.
 RECIPE_OFF: dict[str, Any] = {"val_fraction": 0.0, "ema_decay": 0.0, "aug_dropout": 0.0, "aug_jitter": 0,
-                              "aug_noise": 0.0, "aug_gain": 0.0, "weight_pcc": 0.0}
+                              "aug_noise": 0.0, "aug_gain": 0.0, "weight_pcc": 0.0,
+                              "spec_loss": "l1"}
+
+#: Allowed values of :attr:`DecoderTrainConfig.spec_loss`.
+SPEC_LOSSES: tuple[str, ...] = ("l1", "rmse")
 
 __all__ = [
     "DEFAULT_PARAM_WEIGHTS",
     "DecoderTrainConfig",
+    "SPEC_LOSSES",
     "TrainedDecoder",
     "crop_correlation",
     "decoder_losses",
@@ -131,6 +138,12 @@ class DecoderTrainConfig(Config):
         Weight of the correlation loss: 1 - Pearson r between the synthesized and the true normalized-dB
         linear spectrogram of each crop (its counted frames x 256 bins, as ``edgensd eval decoder`` scores a
         trial), mean over crops; 0 (the default) turns it off.
+    spec_loss : {"l1", "rmse"}
+        How the linear and mel spectrogram terms compare the synthesized and the true normalized-dB
+        spectrograms over a batch's counted frames x bins: ``"l1"`` (the default), the mean absolute error
+        (minimized by the conditional median), or ``"rmse"``, the root of the mean squared error (minimized by
+        the conditional mean, which Pearson r rewards when the decoder is uncertain; on the same scale as L1,
+        so the weights keep their balance).
     param_weights : tuple of 18 float
         Per-parameter weights of the parameter loss.
     checkpoint_every_s : float
@@ -178,6 +191,7 @@ class DecoderTrainConfig(Config):
     weight_mel: float = 1.0
     weight_param: float = 1.0
     weight_pcc: float = 0.0
+    spec_loss: str = "l1"
     param_weights: tuple[float, ...] = DEFAULT_PARAM_WEIGHTS
     checkpoint_every_s: float = 120.0
     n_threads: int = 0
@@ -215,6 +229,8 @@ class DecoderTrainConfig(Config):
         if int(self.aug_jitter) != self.aug_jitter or not 0 <= self.aug_jitter < self.crop_frames // 2:
             raise ValueError(f"aug_jitter must be an integer in [0, crop_frames // 2 = {self.crop_frames // 2}), "
                              f"got {self.aug_jitter}")
+        if self.spec_loss not in SPEC_LOSSES:
+            raise ValueError(f"spec_loss must be one of {', '.join(SPEC_LOSSES)}, got {self.spec_loss!r}")
         if not 0.0 <= self.lr < math.inf:
             raise ValueError(f"lr must be a finite number >= 0 (0 freezes the weights), got {self.lr}")
         for name in ("weight_decay", "weight_lin", "weight_mel", "weight_param", "weight_pcc", "aug_noise",
@@ -305,8 +321,14 @@ def decoder_losses(
     power = synth(raw_to_physical(raw_k, voice))
     n = max(int(keep.sum()), 1)
     pred_norm = power_to_norm_t(power)
-    l_lin = (pred_norm - spec[keep]).abs().sum() / (n * spec.shape[-1])
-    l_mel = (synth.mel_norm_from_power(power) - mel[keep]).abs().sum() / (n * mel.shape[-1])
+    d_lin = pred_norm - spec[keep]
+    d_mel = synth.mel_norm_from_power(power) - mel[keep]
+    if cfg.spec_loss == "rmse":
+        l_lin = (d_lin.square().sum() / (n * spec.shape[-1])).clamp_min(1e-12).sqrt()
+        l_mel = (d_mel.square().sum() / (n * mel.shape[-1])).clamp_min(1e-12).sqrt()
+    else:
+        l_lin = d_lin.abs().sum() / (n * spec.shape[-1])
+        l_mel = d_mel.abs().sum() / (n * mel.shape[-1])
     w = w_k * torch.as_tensor(cfg.param_weights, dtype=raw.dtype)
     l_par = ((torch.sigmoid(raw_k) - pos_ref[keep]).abs() * w).sum() / w.sum().clamp_min(1e-6)
     total = cfg.weight_lin * l_lin + cfg.weight_mel * l_mel + cfg.weight_param * l_par
