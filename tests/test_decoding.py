@@ -235,7 +235,7 @@ def test_recipe_flags_on_the_command_line(setup, tmp_path, capsys, caplog):
     assert "--aug-jitter must be an integer in [0, crop_frames // 2 = 80), got 80" in caplog.text
     assert not (tmp_path / "m" / "checkpoint.pt").exists()
     shutil.copy(next((d / "edge").glob("reference_*.npz")), tmp_path)
-    rc = main([*base[:-1], str(tmp_path), "--max-minutes", "0.05", "--batch-size", "2", "--val-fraction", "0.25",
+    rc = main([*base[:-1], str(tmp_path), "--max-minutes", "0.01", "--batch-size", "2", "--val-fraction", "0.25",
                "--patience", "3", "--ema-decay", "0.99", "--aug-dropout", "0.2", "--aug-jitter", "3", "--aug-noise",
                "0.05", "--aug-gain", "0.1", "--weight-pcc", "0.5", "--weight-mel", "0.25", "--weight-decay", "0.02",
                "--spec-loss", "rmse", "--decoder-config", json.dumps(EDGE_SMALL)])
@@ -247,12 +247,33 @@ def test_recipe_flags_on_the_command_line(setup, tmp_path, capsys, caplog):
     steps = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
     steps = [r for r in steps if "loss" in r]
     assert steps and all(-1.0 <= r["pcc"] <= 1.0 for r in steps)  # the correlation term is logged
+    assert steps[-1]["step"] == torch.load(tmp_path / "checkpoint.pt", weights_only=False)["step"]  # the last one too
     with pytest.raises(SystemExit) as exc:
         main([*base, "--weight-pcc", "-1"])
     assert exc.value.code == 2 and "argument --weight-pcc: must be" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
         main([*base, "--spec-loss", "l2"])
     assert exc.value.code == 2 and "argument --spec-loss: invalid choice: 'l2'" in capsys.readouterr().err
+
+
+def test_named_recipe_fills_in_only_the_flags_not_given(setup, tmp_path, monkeypatch):
+    from edgensd.decoding import train as train_mod
+
+    got = []
+    monkeypatch.setattr(train_mod, "train_decoder", lambda data, sm, out, cfg: got.append(cfg) or out)
+    d = setup
+    base = ["train", "decoder", "-q", "--data", str(d / "p.h5"), "--speech-model", str(d / "sm"), "--arch", "edge",
+            "--out", str(tmp_path / "m")]
+    assert main([*base, "--recipe", "small-data", "--aug-noise", "0", "--lr", "5e-4",
+                 "--decoder-config", '{"channels": 8}']) == 0
+    cfg = got[-1]
+    assert (cfg.weight_decay, cfg.aug_dropout, cfg.aug_noise, cfg.aug_gain, cfg.spec_loss, cfg.lr) == (
+        0.05, 0.1, 0.0, 0.2, "rmse", 5e-4)  # --aug-noise 0 was given: the recipe's 0.3 does not replace it
+    assert cfg.decoder == {"dropout": 0.3, "channels": 8} and cfg.val_fraction == 0 and cfg.ema_decay == 0
+    assert main([*base, "--recipe", "small-data", "--decoder-config", '{"dropout": 0.1}']) == 0
+    assert got[-1].decoder == {"dropout": 0.1} and got[-1].aug_noise == 0.3
+    assert main(base) == 0
+    assert got[-1] == DecoderTrainConfig(arch="edge", causal=True, max_minutes=30.0, n_threads=0)
 
 
 def test_eval_json_wavs_and_plots(setup, tmp_path):

@@ -306,3 +306,21 @@ def test_spec_loss_l1_and_rmse_match_numpy_on_the_counted_frames():
     assert total.item() == pytest.approx(rm["lin"] + 0.5 * rm["mel"] + rm["param"], rel=1e-5)
     total.backward()
     assert dec.out.weight.grad is not None and dec.out.weight.grad.abs().sum() > 0
+
+
+def test_recipes_are_valid_configs_and_explicit_values_win():
+    from edgensd.decoders.registry import get_decoder
+    from edgensd.decoding.recipes import RECIPES, recipe_decoder, recipe_train
+
+    for name in RECIPES:
+        cfg = DecoderTrainConfig(**recipe_train(name))  # every recipe value passes the config's checks
+        get_decoder("edge", n_electrodes=4, causal=True, **recipe_decoder(name))
+        assert name != "none" or cfg == DecoderTrainConfig()
+    got = recipe_train("small-data", {"aug_noise": 0.0, "lr": 3e-4})
+    assert got == {"weight_decay": 0.05, "aug_dropout": 0.1, "aug_noise": 0.0, "aug_gain": 0.2, "spec_loss": "rmse",
+                   "lr": 3e-4}
+    assert recipe_decoder("small-data", {"dropout": 0.2, "channels": 8}) == {"dropout": 0.2, "channels": 8}
+    recipe_train("small-data")["weight_decay"] = 9.0  # callers get copies
+    assert RECIPES["small-data"]["train"]["weight_decay"] == 0.05
+    with pytest.raises(ValueError, match="recipe must be one of none, small-data, got 'big-data'"):
+        recipe_train("big-data")

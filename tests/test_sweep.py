@@ -278,6 +278,23 @@ def test_bad_input_is_refused_before_any_work(participant, tmp_path, edgensd_log
     assert "--cpus-per-task: must be a whole number >= 1" in capsys.readouterr().err
 
 
+def test_recipe_fills_in_what_the_train_and_decoder_configs_leave_unset(participant, tmp_path):
+    from edgensd.cli.main import build_parser
+    from edgensd.cli.sweep import build_config
+
+    argv = _argv(participant, tmp_path / "out", "--recipe", "small-data")
+    argv[argv.index("--train-config") + 1] = '{"aug_noise": 0.1}'
+    cfg = build_config(build_parser().parse_args(argv))
+    assert cfg.train == {"weight_decay": 0.05, "aug_dropout": 0.1, "aug_noise": 0.1, "aug_gain": 0.2,
+                         "spec_loss": "rmse"}
+    assert cfg.decoder == {"edge": {"dropout": 0.3, **OVERRIDES["edge"]}, "lstm": {"dropout": 0.3, **OVERRIDES["lstm"]}}
+    argv[argv.index("--decoder-config") + 1] = json.dumps({"edge": {**OVERRIDES["edge"], "dropout": 0.05}})
+    cfg = build_config(build_parser().parse_args(argv))
+    assert cfg.decoder["edge"]["dropout"] == 0.05 and cfg.decoder["lstm"] == {"dropout": 0.3}
+    plain = build_config(build_parser().parse_args(_argv(participant, tmp_path / "out")))
+    assert plain.train == TRAIN and plain.decoder == OVERRIDES  # no recipe: the fingerprints of older sweeps hold
+
+
 def test_more_cpus_per_task_than_ray_has_is_refused(ray_session, participant, tmp_path, edgensd_log):
     assert main(_argv(participant, tmp_path / "out", "--cpus-per-task", "3")) == 2
     assert "--cpus-per-task 3 is more than the 2 CPUs Ray has" in _logged(edgensd_log)

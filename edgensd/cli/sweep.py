@@ -30,6 +30,7 @@ from edgensd.cli._args import (
     positive_float,
     positive_int,
 )
+from edgensd.decoding.recipes import RECIPES, recipe_decoder, recipe_train
 from edgensd.sweep.config import CAUSAL_CHOICES, CONFIG_FILE, SweepConfig, SweepConfigError, participant_name
 
 COMMAND = ("sweep",)
@@ -63,6 +64,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-config", default=None, metavar="JSON",
                    help="stage-2 training overrides for every decoder (DecoderTrainConfig fields), e.g. "
                         "'{\"weight_decay\": 0.05, \"aug_noise\": 0.3}'")
+    p.add_argument("--recipe", choices=tuple(RECIPES), default="none",
+                   help="named training recipe for every decoder (as `edgensd train decoder --recipe`); "
+                        "--train-config and --decoder-config win over its values (default %(default)s)")
     p.add_argument("--no-stoi", action="store_true", help="skip STOI in the evaluations")
     p.add_argument("--n-boot", type=positive_int, default=10000, help="bootstrap resamples over participants")
     p.add_argument("--report-only", action="store_true",
@@ -181,12 +185,16 @@ def build_config(args: argparse.Namespace) -> SweepConfig:
         if only:
             raise CommandError(f"--archs: {only} exist only as causal models; drop them or use --causal causal|both")
     check_output_dir(args.out, "--out")
+    decoder = _decoder_overrides(args.decoder_config, archs)
+    train = _train_overrides(args.train_config)
+    if args.recipe != "none":  # explicit --train-config / --decoder-config values win
+        train = recipe_train(args.recipe, train)
+        decoder = {a: recipe_decoder(args.recipe, decoder.get(a)) for a in archs}
     try:
         return SweepConfig(
             participants=[str(f.resolve()) for f in files], archs=archs, causal=args.causal, minutes=args.minutes,
             speech_minutes=args.speech_minutes, speech_model=speech_model, seed=args.seed,
-            batch_size=args.batch_size, decoder=_decoder_overrides(args.decoder_config, archs),
-            train=_train_overrides(args.train_config),
+            batch_size=args.batch_size, decoder=decoder, train=train,
             stoi=not args.no_stoi, cpus_per_task=args.cpus_per_task, num_cpus=args.cpus,
             ray_address=args.ray_address, n_boot=args.n_boot,
         )

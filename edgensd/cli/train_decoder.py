@@ -8,6 +8,8 @@ on Ctrl-C / SIGTERM; running the same command again on the same --out resumes, u
 Small-data recipe: --val-fraction holds whole training trials out for validation (never the test trials);
 the best-validation weights are saved and --patience validations without improvement stop training early;
 --ema-decay validates and saves a moving average of the weights; --aug-* augment the training crops.
+--recipe small-data fills in the measured small-data settings (weight decay, dropout, augmentation, RMSE
+spectrogram terms) for every flag not given explicitly (edgensd.decoding.recipes).
 
 Example:
   edgensd train decoder --data sim/p0.h5 --speech-model runs/speech --arch edge --causal --out runs/edge
@@ -28,6 +30,8 @@ from edgensd.cli._args import (
     positive_float,
     positive_int,
 )
+from edgensd.decoding.recipes import RECIPES, recipe_decoder, recipe_train
+from edgensd.log import logger
 
 COMMAND = ("train", "decoder")
 
@@ -42,6 +46,14 @@ _LOSS_DEFAULTS = argparse.Namespace(weight_lin=1.0, weight_mel=1.0, weight_param
 
 ARCHS = ("edge", "lstm", "resnet3d", "swin3d")
 """Registered decoder names (kept here so --help needs no torch; a test checks it against the registry)."""
+
+
+class _Given(argparse.Action):
+    """Store the value and remember that the flag was given (so a --recipe does not override it)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):  # noqa: ARG002
+        setattr(namespace, self.dest, values)
+        namespace.given = {*getattr(namespace, "given", ()), self.dest}
 
 
 def _fraction(text: str) -> float:
@@ -83,44 +95,52 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "validation split of the training trials (model selection, early stopping), weight averaging and "
         "augmentation of the training crops; the test trials are never used",
     )
-    rec.add_argument("--val-fraction", type=_fraction, default=d.val_fraction, metavar="F",
+    rec.add_argument("--val-fraction", action=_Given, type=_fraction, default=d.val_fraction, metavar="F",
                      help="share of the training trials held out for validation, whole trials, seeded; in [0, 1), "
                           "0 = no validation (default %(default)s)")
-    rec.add_argument("--val-every", type=positive_float, default=d.val_every_s, metavar="S", dest="val_every_s",
+    rec.add_argument("--val-every", action=_Given, type=positive_float, default=d.val_every_s, metavar="S",
+                     dest="val_every_s",
                      help="seconds of training between validations (default %(default)s)")
-    rec.add_argument("--patience", type=nonneg_int, default=d.patience, metavar="N",
+    rec.add_argument("--patience", action=_Given, type=nonneg_int, default=d.patience, metavar="N",
                      help="stop after N validations without improvement; 0 = never (default %(default)s)")
-    rec.add_argument("--ema-decay", type=_fraction, default=d.ema_decay, metavar="D",
+    rec.add_argument("--ema-decay", action=_Given, type=_fraction, default=d.ema_decay, metavar="D",
                      help="decay of the moving average of the weights that is validated and saved; in [0, 1), "
                           "0 = off (default %(default)s)")
-    rec.add_argument("--aug-dropout", type=_fraction, default=d.aug_dropout, metavar="P",
+    rec.add_argument("--aug-dropout", action=_Given, type=_fraction, default=d.aug_dropout, metavar="P",
                      help="probability of zeroing a whole electrode per crop; in [0, 1) (default %(default)s)")
-    rec.add_argument("--aug-jitter", type=nonneg_int, default=d.aug_jitter, metavar="FRAMES",
+    rec.add_argument("--aug-jitter", action=_Given, type=nonneg_int, default=d.aug_jitter, metavar="FRAMES",
                      help="largest shift of the neural frames against the targets per crop, frames "
                           "(default %(default)s)")
-    rec.add_argument("--aug-noise", type=nonneg_float, default=d.aug_noise, metavar="SD",
+    rec.add_argument("--aug-noise", action=_Given, type=nonneg_float, default=d.aug_noise, metavar="SD",
                      help="additive Gaussian noise, SD in z units (default %(default)s)")
-    rec.add_argument("--aug-gain", type=nonneg_float, default=d.aug_gain, metavar="SD",
+    rec.add_argument("--aug-gain", action=_Given, type=nonneg_float, default=d.aug_gain, metavar="SD",
                      help="per-electrode gain per crop, SD of the log gain (default %(default)s)")
     lw = p.add_argument_group(
         "loss and optimizer", "weights of the stage-2 loss terms (each >= 0; see "
         "edgensd.decoding.train.decoder_losses) and the optimizer's settings")
-    lw.add_argument("--lr", type=positive_float, default=_LOSS_DEFAULTS.lr, metavar="LR",
+    lw.add_argument("--lr", action=_Given, type=positive_float, default=_LOSS_DEFAULTS.lr, metavar="LR",
                     help="AdamW peak learning rate (cosine over the budget after a 2 %% warm-up; default %(default)s)")
-    lw.add_argument("--weight-decay", type=nonneg_float, default=_LOSS_DEFAULTS.weight_decay, metavar="WD",
+    lw.add_argument("--weight-decay", action=_Given, type=nonneg_float, default=_LOSS_DEFAULTS.weight_decay,
+                    metavar="WD",
                     help="AdamW decoupled weight decay (default %(default)s)")
-    lw.add_argument("--spec-loss", choices=("l1", "rmse"), default=_LOSS_DEFAULTS.spec_loss,
+    lw.add_argument("--spec-loss", action=_Given, choices=("l1", "rmse"), default=_LOSS_DEFAULTS.spec_loss,
                     help="how the spectrogram terms compare: l1 (mean absolute error, the conditional median) or "
                          "rmse (root-mean-square error, the conditional mean; default %(default)s)")
-    lw.add_argument("--weight-lin", type=nonneg_float, default=_LOSS_DEFAULTS.weight_lin, metavar="W",
+    lw.add_argument("--weight-lin", action=_Given, type=nonneg_float, default=_LOSS_DEFAULTS.weight_lin, metavar="W",
                     help="the linear normalized-dB spectrogram term (default %(default)s)")
-    lw.add_argument("--weight-mel", type=nonneg_float, default=_LOSS_DEFAULTS.weight_mel, metavar="W",
+    lw.add_argument("--weight-mel", action=_Given, type=nonneg_float, default=_LOSS_DEFAULTS.weight_mel, metavar="W",
                     help="the mel normalized-dB spectrogram term (default %(default)s)")
-    lw.add_argument("--weight-param", type=nonneg_float, default=_LOSS_DEFAULTS.weight_param, metavar="W",
+    lw.add_argument("--weight-param", action=_Given, type=nonneg_float, default=_LOSS_DEFAULTS.weight_param,
+                    metavar="W",
                     help="L1 between the decoded and the reference parameters' positions (default %(default)s)")
-    lw.add_argument("--weight-pcc", type=nonneg_float, default=_LOSS_DEFAULTS.weight_pcc, metavar="W",
+    lw.add_argument("--weight-pcc", action=_Given, type=nonneg_float, default=_LOSS_DEFAULTS.weight_pcc, metavar="W",
                     help="1 - Pearson r of each crop's linear normalized-dB spectrogram, as eval scores a "
                          "trial; 0 = off (default %(default)s)")
+    p.add_argument("--recipe", choices=tuple(RECIPES), default="none",
+                   help="named training recipe: its values fill in every recipe, loss and optimizer flag not given "
+                        "here and sit under --decoder-config; small-data = --weight-decay 0.05 --aug-dropout 0.1 "
+                        "--aug-noise 0.3 --aug-gain 0.2 --spec-loss rmse and dropout 0.3 (default %(default)s)")
+    p.set_defaults(given=set())
     p.add_argument(
         "--decoder-config",
         default=None,
@@ -144,6 +164,12 @@ def run(args: argparse.Namespace) -> int:
             raise CommandError(f"--decoder-config must be a JSON object: {exc}") from None
         if not isinstance(overrides, dict):
             raise CommandError(f"--decoder-config must be a JSON object, got {args.decoder_config!r}")
+    values = {k: getattr(args, k) for k in (*vars(_RECIPE_DEFAULTS), *vars(_LOSS_DEFAULTS))}
+    if args.recipe != "none":  # the recipe fills in what the command line leaves unset
+        values.update({k: v for k, v in recipe_train(args.recipe).items() if k not in args.given})
+        overrides = recipe_decoder(args.recipe, overrides)
+        logger.info("recipe %s: %s; decoder %s", args.recipe,
+                    ", ".join(f"{k}={values[k]}" for k in recipe_train(args.recipe)), overrides)
     try:
         cfg = DecoderTrainConfig(
             arch=args.arch,
@@ -154,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             cache_dir=args.cache_dir,
             decoder=overrides,
-            **{k: getattr(args, k) for k in (*vars(_RECIPE_DEFAULTS), *vars(_LOSS_DEFAULTS))},
+            **values,
         )
     except ValueError as exc:  # name the flag rather than the config field
         msg = str(exc)

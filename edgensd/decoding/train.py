@@ -609,6 +609,16 @@ def train_decoder(
                disable=not progress_enabled())
     last_ckpt = time.time()
     log_f = open(out_dir / LOG_FILE, "a")
+    logged_step, last_loss = step, None
+
+    def log_step(loss_value: float, parts: dict[str, float]) -> None:
+        nonlocal logged_step
+        rec = {"step": step, "elapsed_s": round(elapsed, 1), "loss": round(loss_value, 5),
+               **{k: round(v, 5) for k, v in parts.items()}}
+        log_f.write(json.dumps(rec) + "\n")
+        log_f.flush()
+        logged_step = step
+
     model.train()
     if stopper.stopped:
         logger.info("%s stopped early at step %d (no better validation PCC in %d validations); nothing to resume",
@@ -636,13 +646,13 @@ def train_decoder(
                     validate()
                 if int(elapsed) > bar.n:
                     bar.update(int(min(elapsed, budget)) - bar.n)
+                last_loss = (loss.item(), parts)
                 if step % 10 == 0:
-                    rec = {"step": step, "elapsed_s": round(elapsed, 1), "loss": round(loss.item(), 5),
-                           **{k: round(v, 5) for k, v in parts.items()}}
-                    log_f.write(json.dumps(rec) + "\n")
-                    log_f.flush()
+                    log_step(*last_loss)
                     bar.set_postfix(loss=f"{loss.item():.4f}", lin=f"{parts['lin']:.4f}")
                 last_ckpt = checkpoint_if_due(stop, checkpoint, ckpt_path, step, last_ckpt, cfg.checkpoint_every_s)
+            if last_loss is not None and logged_step != step:
+                log_step(*last_loss)  # the last step of this run is always in the log
             if val_seg is not None and last_val_step != step:
                 validate()  # the last weights get their chance too
     finally:
