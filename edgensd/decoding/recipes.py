@@ -8,9 +8,10 @@ completely without it.
 
 ``small-data`` (README, "Small-data recipe"): AdamW weight decay 0.05, dropout 0.3, crop augmentation (electrode
 dropout 0.1, Gaussian noise SD 0.3, per-electrode log-gain SD 0.2) and the spectrogram terms as RMSE (conditional
-mean) rather than L1. Measured on causal ``edge`` only, 15 minutes per run, paired over 50 test trials: +0.023 PCC
-on the linear simulator preset, +0.025 mild, +0.036 strong, and +0.029 on a held-out strong participant of another
-speaker; it is not the default because the README's decoder table is measured with the defaults.
+mean) rather than L1. Measured on causal ``edge`` only, 15 minutes per run, paired over 50 test trials against the
+defaults: +0.023 PCC on the linear simulator preset, +0.025 mild, +0.036 strong; on two held-out participants of
+other speakers +0.029 (strong) and +0.012 (mild, interval [-0.006, +0.026]). It is not the default because the
+README's decoder table is measured with the defaults.
 Torch-free (the command line's ``--help`` imports it).
 """
 
