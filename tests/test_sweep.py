@@ -137,18 +137,20 @@ def test_killed_sweep_resumes_without_redoing_finished_tasks(killed):
     # the finished task was not run again: same marker, one attempt; the stopped one resumed its checkpoint
     assert (edge / "done.json").read_bytes() == k["edge_done"]
     assert (edge / "done.json").stat().st_mtime_ns == k["edge_done_mtime"]
-    assert _attempts(edge) == 1 and _attempts(out / "tasks/p/speech") == 1
+    (model_task,) = (out / "speech").iterdir()  # the recording's speech model, trained once
+    assert _attempts(edge) == 1 and _attempts(out / "tasks/p/speech") == 1 and _attempts(model_task) == 1
     stage1 = json.loads((out / "tasks/p/speech/done.json").read_text())
     assert stage1["speech_train_steps"] >= 1 and not stage1["shared_speech_model"]
-    assert (out / "tasks/p/speech/model/model.pt").is_file()
+    assert stage1["speech_key"] == model_task.name == json.loads((model_task / "done.json").read_text())["speech_key"]
+    assert (model_task / "model/model.pt").is_file() and not (out / "tasks/p/speech/model").exists()
     assert sorted(p.name.split("_")[0] for p in (out / "tasks/p/cache").iterdir()) == ["reference", "ridge", "ridge"]
     assert _attempts(lstm) == 2
     assert "resuming from" in (lstm / "task.log").read_text()
     log = "\n".join(killed["resume_log"])
-    assert "1 finished, 1 to run (+0 stage 1)" in log
+    assert "1 finished, 1 to run (+0 stage 1; 1 speech model for 1 participant, 0 to train)" in log
     assert "[2/2] p lstm causal: PCC " in log and "p edge causal: PCC" not in log
     done = json.loads((lstm / "done.json").read_text())
-    assert done["speech_model"] == str(out / "tasks/p/speech/model")
+    assert done["speech_model"] == str(model_task / "model")
     assert done["attempt"] == 2 and done["fingerprint"]["minutes"] == float(MINUTES)
     assert done["fingerprint"]["train"] == TRAIN
     for task in (edge, lstm):  # the override reached both trainings
@@ -391,6 +393,77 @@ def test_sweep_config_round_trip_and_resume_rules(tmp_path):
         SweepConfig(causal="sometimes")
     with pytest.raises(SweepConfigError, match="distinct names"):
         SweepConfig(participants=["/a/p.h5", "/b/p.h5"])
+
+
+@pytest.fixture(scope="module")
+def twin(participant):
+    """A second participant simulated from the same speech file as ``participant`` (another seed: other
+    electrodes and noise, the same recording)."""
+    from edgensd.neural.simulate import SimulationConfig, simulate, write_simulation
+
+    d = participant.parent
+    res = simulate(SimulationConfig(speech=str(d / "speech.h5"), layout="ld8x8", seed=4, trial_gap_s=0.8),
+                   verbose="warning")
+    write_simulation(res, d / "q.h5")
+    return d / "q.h5"
+
+
+def test_speech_key_names_the_recording_not_the_neural_data(participant, twin, tmp_path):
+    from edgensd.data.participant import load_participant, save_participant, speech_key
+    from edgensd.decoding.targets import data_key
+    from edgensd.params import VoiceRange
+
+    p, q = load_participant(participant), load_participant(twin)
+    assert not np.array_equal(p.ecog, q.ecog) and data_key(p) != data_key(q)
+    assert speech_key(p) == speech_key(q)  # same audio, trials, split and voice range
+    for change in ("audio", "test_trials", "voice_range", "end"):
+        r = load_participant(participant)
+        if change == "audio":
+            r.audio = r.audio.copy()
+            r.audio[1000] += 1e-3
+        elif change == "test_trials":
+            r.test_trials = r.test_trials[:-1]
+        elif change == "voice_range":
+            r.voice_range = VoiceRange.preset("low" if r.voice_range is None or r.voice_range.name == "high"
+                                              else "high")
+        else:
+            r.end = r.end.copy()
+            r.end[0] -= 1
+        assert speech_key(r) != speech_key(p), change
+    save_participant(p, tmp_path / "again.h5")
+    assert speech_key(load_participant(tmp_path / "again.h5")) == speech_key(p)  # survives a round trip
+
+
+def test_participants_of_one_recording_share_one_speech_model(ray_session, participant, twin, tmp_path, edgensd_log):
+    out = tmp_path / "out"
+    argv = ["sweep", "--participants", str(participant), str(twin), "--archs", "edge", "--causal", "causal",
+            "--out", str(out), "--speech-minutes", "0.01", "--minutes", "0.03", "--batch-size", "4", "--no-stoi",
+            "--cpus", "1", "--decoder-config", json.dumps({"edge": OVERRIDES["edge"]})]
+    assert main(argv) == 0
+    log = " ".join(r.getMessage() for r in edgensd_log)
+    assert "2 to run (+2 stage 1; 1 speech model for 2 participants, 1 to train)" in log
+    (model_task,) = (out / "speech").iterdir()
+    assert _attempts(model_task) == 1
+    model = json.loads((model_task / "done.json").read_text())
+    assert f"speech/{model_task.name} done: speech model trained" in log and "for p, q" in log
+    for name in ("p", "q"):
+        stage1 = json.loads((out / f"tasks/{name}/speech/done.json").read_text())
+        assert stage1["speech_model"] == model["speech_model"] == str(model_task / "model")
+        assert stage1["speech_key"] == model_task.name and stage1["fingerprint"]["speech_key"] == model_task.name
+        assert stage1["speech_train_steps"] == model["speech_train_steps"] >= 1
+        dec = json.loads((out / f"tasks/{name}/edge_causal/done.json").read_text())
+        assert dec["speech_model"] == model["speech_model"]
+    cfg = json.loads((out / "sweep_config.json").read_text())
+    assert cfg["speech_per"] == "speech" and cfg["speech_keys"] == {"p": model_task.name, "q": model_task.name}
+    # one per participant instead: a changed setting on this --out is refused, naming the option
+    edgensd_log.clear()
+    assert main([*argv, "--speech-per", "participant"]) == 2
+    assert "speech_per: 'speech' → 'participant'" in _logged(edgensd_log)
+    # a sweep saved before the option trained one speech model per participant: resuming it says so
+    old = {k: v for k, v in cfg.items() if k not in ("speech_per", "speech_keys")}
+    (out / "sweep_config.json").write_text(json.dumps(old))
+    assert main(argv) == 2
+    assert "speech_per: 'participant' → 'speech' (--speech-per participant resumes it)" in _logged(edgensd_log)
 
 
 def test_shared_speech_model_of_another_voice_is_refused(participant, tmp_path, edgensd_log):

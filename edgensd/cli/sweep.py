@@ -1,15 +1,16 @@
 """Run stage 1, stage 2 and evaluation over participants × architectures × causality as Ray tasks.
 
-Each participant's speech model is trained on its own audio (or --speech-model is shared by all), then every
-decoder is trained on it and evaluated (with the floor, the ridge baseline of the same causality and the
-speech ceiling). Ray runs the tasks: on this machine by default, on a cluster with --ray-address (every node
-must see --out and the participant files at the same paths, with edgensd installed). One line of progress per
-finished task. Resumable: every task writes into its own folder under --out and marks itself done atomically;
-running the same command again never redoes a finished task, and a half-trained model resumes from its
-checkpoint. Settings that would make finished tasks stale (budgets, seed, a participant file's content) are
-refused on an existing --out. At the end (or with --report-only): results.json, results.md (per participant,
-and per architecture the mean over participants with a bootstrap 95 % interval and the paired difference
-from ridge) and box plots.
+Each participant's speech model is trained on its own audio, once per distinct recording (participants
+simulated from one speech file share it; --speech-per participant trains one each), or --speech-model is
+shared by all; then every decoder is trained on it and evaluated (with the floor, the ridge baseline of the
+same causality and the speech ceiling). Ray runs the tasks: on this machine by default, on a cluster with
+--ray-address (every node must see --out and the participant files at the same paths, with edgensd
+installed). One line of progress per finished task. Resumable: every task writes into its own folder under
+--out and marks itself done atomically; running the same command again never redoes a finished task, and a
+half-trained model resumes from its checkpoint. Settings that would make finished tasks stale (budgets,
+seed, a participant file's content) are refused on an existing --out. At the end (or with --report-only):
+results.json, results.md (per participant, and per architecture the mean over participants with a
+bootstrap 95 % interval and the paired difference from ridge) and box plots.
 
 Example:
   edgensd sweep --participants sim/p0.h5 sim/p1.h5 --archs edge,lstm --causal both --out runs/cohort
@@ -31,7 +32,14 @@ from edgensd.cli._args import (
     positive_int,
 )
 from edgensd.decoding.recipes import RECIPES, recipe_decoder, recipe_train
-from edgensd.sweep.config import CAUSAL_CHOICES, CONFIG_FILE, SweepConfig, SweepConfigError, participant_name
+from edgensd.sweep.config import (
+    CAUSAL_CHOICES,
+    CONFIG_FILE,
+    SPEECH_PER,
+    SweepConfig,
+    SweepConfigError,
+    participant_name,
+)
 
 COMMAND = ("sweep",)
 
@@ -54,7 +62,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--minutes", type=positive_float, default=30.0, metavar="M",
                    help="stage-2 training budget per decoder, minutes")
     p.add_argument("--speech-minutes", type=positive_float, default=30.0, metavar="M",
-                   help="stage-1 training budget per participant, minutes")
+                   help="stage-1 training budget per speech model, minutes")
+    p.add_argument("--speech-per", choices=SPEECH_PER, default="speech",
+                   help="without --speech-model: one speech model per distinct recording (audio, trials, split, "
+                        "voice range), shared by the participants who spoke it, or one per participant "
+                        "(default %(default)s)")
     p.add_argument("--speech-model", default=None, metavar="DIR",
                    help="a trained speech model shared by every participant (skips stage-1 training)")
     p.add_argument("--seed", type=nonneg_int, default=0, help="random seed of every training")
@@ -193,7 +205,8 @@ def build_config(args: argparse.Namespace) -> SweepConfig:
     try:
         return SweepConfig(
             participants=[str(f.resolve()) for f in files], archs=archs, causal=args.causal, minutes=args.minutes,
-            speech_minutes=args.speech_minutes, speech_model=speech_model, seed=args.seed,
+            speech_minutes=args.speech_minutes, speech_model=speech_model, speech_per=args.speech_per,
+            seed=args.seed,
             batch_size=args.batch_size, decoder=decoder, train=train,
             stoi=not args.no_stoi, cpus_per_task=args.cpus_per_task, num_cpus=args.cpus,
             ray_address=args.ray_address, n_boot=args.n_boot,

@@ -62,6 +62,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -120,6 +121,7 @@ __all__ = [
     "Participant",
     "load_participant",
     "save_participant",
+    "speech_key",
     "trial_split",
 ]
 
@@ -594,6 +596,31 @@ def trial_split(p: Participant, *, n_test: int = N_TEST_DEFAULT) -> tuple[np.nda
     mask = np.ones(n, dtype=bool)
     mask[test] = False
     return np.flatnonzero(mask).astype(np.int64), test
+
+
+def speech_key(p: Participant) -> str:
+    """Hash (16 hex digits) of what a speech model trained on ``p`` depends on: the audio, the trial bounds, the
+    held-out split and the stored voice range (``None`` when the file has none, so the range is estimated from
+    that same audio). Two participants with equal keys spoke the same recording (e.g. simulated from one speech
+    file), whatever their neural data: one speech model serves both (``edgensd sweep`` shares it).
+
+    Parameters
+    ----------
+    p : Participant
+
+    Returns
+    -------
+    str
+    """
+    h = hashlib.sha256(b"edgensd speech key v1")
+    _, test = trial_split(p)
+    for arr in (p.audio, p.start, p.end, test):
+        a = np.ascontiguousarray(arr)
+        h.update(str((a.dtype.str, a.shape)).encode())
+        h.update(a.tobytes())
+    vr = None if p.voice_range is None else p.voice_range.to_dict()
+    h.update(json.dumps(vr, sort_keys=True).encode())
+    return h.hexdigest()[:16]
 
 
 # --------------------------------------------------------------------------------------------------

@@ -3,10 +3,12 @@
 Layout of a sweep's output folder::
 
     OUT/sweep_config.json                       the SweepConfig of the last run
-    OUT/tasks/<participant>/speech/             stage 1: the participant's speech model (unless shared)
+    OUT/speech/<speech key>/                    stage 1a: one speech model per recording (``--speech-per speech``)
+    OUT/tasks/<participant>/speech/             stage 1: the participant's speech model (``--speech-per
+                                                participant``; none with either of the others)
     OUT/tasks/<participant>/cache/              reference parameters and ridge fits, filled by stage 1
     OUT/tasks/<participant>/<arch>_<causal>/    stage 2 + evaluation: model/, eval.json
-    OUT/tasks/<participant>/*/done.json         written last and atomically: the task's result
+    OUT/*/.../done.json                         written last and atomically: the task's result
     OUT/results.json, results.md, *.png         the cohort report
 
 A task folder with ``done.json`` is finished and never run again; one without it is run (again) and resumes
@@ -28,6 +30,7 @@ __all__ = [
     "CAUSAL_CHOICES",
     "CONFIG_FILE",
     "DONE_FILE",
+    "SPEECH_PER",
     "SweepConfig",
     "SweepConfigError",
     "TRAIN_RESERVED",
@@ -35,10 +38,15 @@ __all__ = [
     "decoder_task_dir",
     "participant_layout",
     "participant_name",
+    "speech_model_task_dir",
     "speech_task_dir",
 ]
 
 CAUSAL_CHOICES = ("causal", "noncausal", "both")
+#: How stage 1 trains speech models without a shared ``--speech-model``: one per distinct recording (audio,
+#: trials, split and voice range: :func:`edgensd.data.participant.speech_key`), or one per participant.
+SPEECH_PER = ("speech", "participant")
+SPEECH_DIR = "speech"
 CONFIG_FILE = "sweep_config.json"
 DONE_FILE = "done.json"
 TASKS_DIR = "tasks"
@@ -77,6 +85,13 @@ class SweepConfig(Config):
         A speech model shared by every participant (absolute path), or ``""`` to train one per participant.
     speech_model_sha256 : str
         SHA-256 of the shared speech model's ``model.pt`` (filled by the runner; ``""`` without one).
+    speech_per : str
+        Without ``speech_model``: ``'speech'`` trains one speech model per distinct recording and shares it
+        among the participants who spoke it (participants simulated from one speech file); ``'participant'``
+        trains one per participant (sweeps from before this option). Unused with ``speech_model``.
+    speech_keys : dict of str to str
+        Each participant's speech key (:func:`~edgensd.data.participant.speech_key`), by name (filled by the
+        runner when ``speech_per`` is ``'speech'``).
     seed : int
         Seed of every training.
     batch_size : int
@@ -107,6 +122,8 @@ class SweepConfig(Config):
     speech_minutes: float = 30.0
     speech_model: str = ""
     speech_model_sha256: str = ""
+    speech_per: str = "speech"
+    speech_keys: dict[str, str] = dataclasses.field(default_factory=dict)
     seed: int = 0
     batch_size: int = 16
     decoder: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
@@ -120,6 +137,8 @@ class SweepConfig(Config):
     def __post_init__(self) -> None:
         if self.causal not in CAUSAL_CHOICES:
             raise SweepConfigError(f"causal must be one of {list(CAUSAL_CHOICES)}, got {self.causal!r}")
+        if self.speech_per not in SPEECH_PER:
+            raise SweepConfigError(f"speech_per must be one of {list(SPEECH_PER)}, got {self.speech_per!r}")
         for name in ("minutes", "speech_minutes"):
             if not float(getattr(self, name)) > 0:
                 raise SweepConfigError(f"{name} must be > 0, got {getattr(self, name)}")
@@ -152,12 +171,24 @@ class SweepConfig(Config):
         """The causal flags asked for (``True`` first)."""
         return {"causal": [True], "noncausal": [False], "both": [True, False]}[self.causal]
 
+    @property
+    def shares_speech(self) -> bool:
+        """Whether stage 1 trains one speech model per recording (no ``speech_model``, ``speech_per='speech'``)."""
+        return not self.speech_model and self.speech_per == "speech"
+
     def speech_fingerprint(self, name: str) -> dict:
         """The settings a participant's stage-1 task depends on."""
-        return {"participant_sha256": self.participant_sha256.get(name, ""),
-                "speech_model_sha256": self.speech_model_sha256,
-                "speech_minutes": None if self.speech_model else float(self.speech_minutes),
-                "seed": int(self.seed)}
+        fp = {"participant_sha256": self.participant_sha256.get(name, ""),
+              "speech_model_sha256": self.speech_model_sha256,
+              "speech_minutes": None if self.speech_model else float(self.speech_minutes),
+              "seed": int(self.seed)}
+        if self.shares_speech:  # only then, so sweeps from before the option resume unchanged
+            fp["speech_key"] = self.speech_keys.get(name, "")
+        return fp
+
+    def speech_model_fingerprint(self, key: str) -> dict:
+        """The settings a per-recording speech model depends on (``speech_per='speech'``)."""
+        return {"speech_key": key, "speech_minutes": float(self.speech_minutes), "seed": int(self.seed)}
 
     def decoder_fingerprint(self, name: str, arch: str, causal: bool) -> dict:
         """The settings a stage-2 task depends on (its stage 1's, the budget, the architecture's config)."""
@@ -182,6 +213,11 @@ def causal_tag(causal: bool) -> str:
 def speech_task_dir(out: str | Path, name: str) -> Path:
     """The folder of a participant's stage-1 task."""
     return Path(out) / TASKS_DIR / name / "speech"
+
+
+def speech_model_task_dir(out: str | Path, key: str) -> Path:
+    """The folder of the speech-model task of one recording (``speech_per='speech'``)."""
+    return Path(out) / SPEECH_DIR / key
 
 
 def cache_dir(out: str | Path, name: str) -> Path:
@@ -257,6 +293,9 @@ def check_resume(old: SweepConfig, new: SweepConfig, out: str | Path) -> None:
             continue  # stage 1 is not trained with a shared speech model
         if a != b:
             diffs.append(f"{name}: {a!r} → {b!r}")
+    if not old.speech_model and not new.speech_model and old.speech_per != new.speech_per:
+        diffs.append(f"speech_per: {old.speech_per!r} → {new.speech_per!r} (--speech-per {old.speech_per} resumes "
+                     "it)")
     if bool(old.speech_model) != bool(new.speech_model):
         diffs.append(f"speech_model: {old.speech_model or '(trained per participant)'!r} → "
                      f"{new.speech_model or '(trained per participant)'!r}")

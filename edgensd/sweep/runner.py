@@ -2,14 +2,17 @@
 
 Stage-1 tasks (one per participant) run first; each stage-2 task takes its participant's stage-1 result as an
 argument (a Ray object reference), so Ray starts it only once that participant's speech model and cache
-exist. Finished tasks (``done.json`` in their folder) are not submitted again. Ctrl-C or SIGTERM cancels the
-running tasks, which write their training checkpoint before they stop; running the same command again
-resumes them.
+exist. Without a shared ``--speech-model``, participants who spoke the same recording (equal
+:func:`~edgensd.data.participant.speech_key`, e.g. simulated from one speech file) share one speech-model task,
+whose result their stage-1 tasks take the same way. Finished tasks (``done.json`` in their folder) are not
+submitted again. Ctrl-C or SIGTERM cancels the running tasks, which write their training checkpoint before
+they stop; running the same command again resumes them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import secrets
@@ -32,6 +35,7 @@ from edgensd.sweep.config import (
     decoder_task_dir,
     participant_layout,
     read_done,
+    speech_model_task_dir,
     speech_task_dir,
 )
 
@@ -197,10 +201,18 @@ def prepare_sweep(cfg: SweepConfig, out: str | os.PathLike) -> SweepConfig:
     t0 = time.time()
     cfg.participant_sha256 = {n: _sha256(Path(p)) for n, p in zip(cfg.names, cfg.participants, strict=True)}
     cfg.speech_model_sha256 = _sha256(Path(cfg.speech_model) / "model.pt") if cfg.speech_model else ""
+    cfg.speech_keys = {}
+    if cfg.shares_speech:
+        from edgensd.data.participant import load_participant, speech_key
+
+        cfg.speech_keys = {n: speech_key(load_participant(p)) for n, p in zip(cfg.names, cfg.participants,
+                                                                              strict=True)}
     logger.debug("hashed %d participant files in %.1f s", len(cfg.participants), time.time() - t0)
     cfg_path = out / CONFIG_FILE
     if cfg_path.is_file():
         old = SweepConfig.load(cfg_path)
+        if "speech_per" not in json.loads(cfg_path.read_text()):
+            old.speech_per = "participant"  # written before the option: one speech model per participant
         check_resume(old, cfg, out)
         logger.info("resuming the sweep in %s", out)
     elif out.is_dir() and any(out.iterdir()):
@@ -211,8 +223,6 @@ def prepare_sweep(cfg: SweepConfig, out: str | os.PathLike) -> SweepConfig:
 
 
 def _same(a: dict, b: dict) -> bool:
-    import json
-
     return json.loads(json.dumps(a, sort_keys=True)) == json.loads(json.dumps(b, sort_keys=True))
 
 
@@ -222,8 +232,10 @@ def plan_sweep(cfg: SweepConfig, out: str | os.PathLike) -> dict:
     Returns
     -------
     dict
-        ``speech`` (per participant: ``spec`` and ``done``: the done.json or None), ``decoders`` (list of
-        ``spec`` + ``done``) and ``skipped`` (``(arch, 'noncausal')`` pairs that an architecture cannot be).
+        ``speech`` (per participant: ``spec`` and ``done``: the done.json or None), ``speech_models`` (per
+        speech key, when recordings share speech models: ``spec``, ``done`` and ``participants``), ``decoders``
+        (list of ``spec`` + ``done``) and ``skipped`` (``(arch, 'noncausal')`` pairs that an architecture
+        cannot be).
 
     Raises
     ------
@@ -233,14 +245,25 @@ def plan_sweep(cfg: SweepConfig, out: str | os.PathLike) -> dict:
     from edgensd.decoders import get_decoder_class
 
     out = Path(out)
-    speech, decoders, skipped = {}, [], []
+    speech, models, decoders, skipped = {}, {}, [], []
     for name, path in zip(cfg.names, cfg.participants, strict=True):
         layout = participant_layout(path)
         common = {"participant": name, "data": str(path), "layout": layout, "threads": cfg.cpus_per_task,
                   "cache_dir": str(cache_dir(out, name)), "seed": cfg.seed}
         sdir = speech_task_dir(out, name)
         spec = {**common, "task": f"{name}/speech", "task_dir": str(sdir), "fingerprint": cfg.speech_fingerprint(name),
-                "speech_model": cfg.speech_model, "speech_minutes": cfg.speech_minutes}
+                "speech_model": cfg.speech_model, "speech_minutes": cfg.speech_minutes, "speech_key": ""}
+        if cfg.shares_speech:
+            key = cfg.speech_keys[name]
+            spec["speech_key"] = key
+            if key not in models:  # trained on the first participant's file that has this recording
+                mdir = speech_model_task_dir(out, key)
+                mfp = cfg.speech_model_fingerprint(key)
+                mspec = {"participant": name, "data": str(path), "layout": layout, "threads": cfg.cpus_per_task,
+                         "seed": cfg.seed, "task": f"speech/{key}", "task_dir": str(mdir), "fingerprint": mfp,
+                         "speech_minutes": cfg.speech_minutes}
+                models[key] = {"spec": mspec, "done": _checked_done(mdir, mfp), "participants": []}
+            models[key]["participants"].append(name)
         speech[name] = {"spec": spec, "done": _checked_done(sdir, spec["fingerprint"])}
         for arch in cfg.archs:
             for causal in cfg.causalities():
@@ -255,7 +278,7 @@ def plan_sweep(cfg: SweepConfig, out: str | os.PathLike) -> dict:
                          "batch_size": cfg.batch_size, "decoder": cfg.decoder.get(arch, {}), "stoi": cfg.stoi,
                          "train": dict(cfg.train)}
                 decoders.append({"spec": dspec, "done": _checked_done(ddir, fp)})
-    return {"speech": speech, "decoders": decoders, "skipped": skipped}
+    return {"speech": speech, "speech_models": models, "decoders": decoders, "skipped": skipped}
 
 
 def _checked_done(task_dir: Path, fingerprint: dict) -> dict | None:
@@ -324,7 +347,7 @@ def run_sweep(cfg: SweepConfig, out: str | os.PathLike) -> dict:
     import ray
 
     from edgensd.sweep.report import write_report
-    from edgensd.sweep.tasks import run_decoder_task, run_speech_task
+    from edgensd.sweep.tasks import run_decoder_task, run_speech_model_task, run_speech_task
 
     t0 = time.time()
     out = Path(out)
@@ -336,10 +359,17 @@ def run_sweep(cfg: SweepConfig, out: str | os.PathLike) -> dict:
     todo_dec = [d for d in plan["decoders"] if d["done"] is None]
     todo_speech = {n: s for n, s in plan["speech"].items() if s["done"] is None and any(
         d["spec"]["participant"] == n for d in todo_dec)}
+    todo_models = {k: m for k, m in plan["speech_models"].items() if m["done"] is None and any(
+        s["spec"]["speech_key"] == k for s in todo_speech.values())}
     n_total, n_done = len(plan["decoders"]), len(plan["decoders"]) - len(todo_dec)
-    logger.info("sweep: %d participants × %d decoders: %d tasks, %d finished, %d to run (+%d stage 1)",
+    shared = ""
+    if plan["speech_models"]:
+        n_models = len(plan["speech_models"])
+        shared = (f"; {n_models} speech model{'s' if n_models != 1 else ''} for {len(cfg.participants)} "
+                  f"participant{'s' if len(cfg.participants) != 1 else ''}, {len(todo_models)} to train")
+    logger.info("sweep: %d participants × %d decoders: %d tasks, %d finished, %d to run (+%d stage 1%s)",
                 len(cfg.participants), n_total // max(len(cfg.participants), 1), n_total, n_done, len(todo_dec),
-                len(todo_speech))
+                len(todo_speech), shared)
     failed, submitted, ray_start = [], 0, 0.0
     if todo_dec:
         session = start_ray(cfg.num_cpus, cfg.ray_address)
@@ -350,12 +380,22 @@ def run_sweep(cfg: SweepConfig, out: str | os.PathLike) -> dict:
                 raise SweepConfigError(f"--cpus-per-task {cfg.cpus_per_task} is more than the {have:g} CPUs Ray "
                                        "has: no task could ever start")
             speech_fn = ray.remote(run_speech_task)
+            model_fn = ray.remote(run_speech_model_task)
             dec_fn = ray.remote(run_decoder_task)
             pending: dict = {}
+            stage1a = {}
+            for key, m in plan["speech_models"].items():
+                if key in todo_models:
+                    ref = model_fn.options(num_cpus=cfg.cpus_per_task, name=m["spec"]["task"]).remote(m["spec"])
+                    pending[ref] = m["spec"]
+                    stage1a[key] = ref
+                else:
+                    stage1a[key] = m["done"]
             stage1 = {}
             for name, s in plan["speech"].items():
                 if name in todo_speech:
-                    ref = speech_fn.options(num_cpus=cfg.cpus_per_task, name=s["spec"]["task"]).remote(s["spec"])
+                    ref = speech_fn.options(num_cpus=cfg.cpus_per_task, name=s["spec"]["task"]).remote(
+                        s["spec"], stage1a.get(s["spec"]["speech_key"]))
                     pending[ref] = s["spec"]
                     stage1[name] = ref
                 else:
@@ -382,8 +422,13 @@ def run_sweep(cfg: SweepConfig, out: str | os.PathLike) -> dict:
                         if "arch" in spec:
                             n_done += 1
                             logger.info(progress_line(res, n_done, n_total))
+                        elif "cache_dir" not in spec:  # a recording's speech model
+                            logger.info("%s done: speech model trained %.1f min (%d steps) for %s",
+                                        spec["task"], res["speech_train_seconds"] / 60, res["speech_train_steps"],
+                                        ", ".join(plan["speech_models"][res["speech_key"]]["participants"]))
                         else:
                             how = ("shared speech model" if res["shared_speech_model"] else
+                                   f"speech model {res['speech_key']}" if res.get("speech_key") else
                                    f"speech model trained {res['speech_train_seconds'] / 60:.1f} min")
                             logger.info("%s stage 1 done: %s, cache ready (%.1f min)", res["participant"], how,
                                         res["seconds"] / 60)

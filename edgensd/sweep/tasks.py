@@ -22,7 +22,8 @@ from pathlib import Path
 from edgensd.log import logger
 from edgensd.sweep.config import DONE_FILE
 
-__all__ = ["ATTEMPTS_FILE", "TASK_LOG", "run_decoder_task", "run_speech_task", "write_json_atomic"]
+__all__ = ["ATTEMPTS_FILE", "TASK_LOG", "run_decoder_task", "run_speech_model_task", "run_speech_task",
+           "write_json_atomic"]
 
 ATTEMPTS_FILE = "attempts.jsonl"
 TASK_LOG = "task.log"
@@ -114,40 +115,81 @@ def _run_locked(spec: dict, body: Callable[[Path], dict], task_dir: Path, torch)
         logger.setLevel(old_level)
 
 
-def run_speech_task(spec: dict) -> dict:
+def _train_speech_model(spec: dict, sm: Path) -> dict:
+    """Stage-1 training into ``sm`` on ``spec["data"]``; its time and steps."""
+    from edgensd.speech.train import SpeechTrainConfig, train_speech
+    from edgensd.trainloop import load_checkpoint
+
+    cfg = SpeechTrainConfig(max_minutes=float(spec["speech_minutes"]), seed=int(spec["seed"]),
+                            n_threads=int(spec["threads"]))
+    train_speech(spec["data"], sm, cfg)
+    ck = load_checkpoint(sm / "checkpoint.pt")
+    return {"speech_train_seconds": round(float(ck["elapsed_s"]), 1), "speech_train_steps": int(ck["step"])}
+
+
+def run_speech_model_task(spec: dict) -> dict:
+    """The speech model of one recording, shared by every participant who spoke it (``speech_per='speech'``).
+
+    Parameters
+    ----------
+    spec : dict
+        ``task``, ``task_dir``, ``participant`` (the one whose file it trains on), ``data``, ``layout``,
+        ``fingerprint`` (holds ``speech_key``), ``threads``, ``speech_minutes``, ``seed``.
+
+    Returns
+    -------
+    dict
+        ``speech_model`` (``task_dir/model``), ``speech_key``, ``speech_train_seconds``, ``speech_train_steps``,
+        plus the common fields (see :func:`_run_task`).
+    """
+
+    def body(task_dir: Path) -> dict:
+        sm = task_dir / "model"
+        out = _train_speech_model(spec, sm)
+        return {**out, "speech_model": str(sm), "speech_key": spec["fingerprint"]["speech_key"]}
+
+    return _run_task(spec, body)
+
+
+def run_speech_task(spec: dict, speech_model: dict | None = None) -> dict:
     """Stage 1 of one participant: its speech model, then its reference parameters and ridge fits (cache).
 
     Parameters
     ----------
     spec : dict
         ``task``, ``task_dir``, ``participant``, ``data``, ``layout``, ``fingerprint``, ``threads``,
-        ``cache_dir``, ``speech_model`` (a shared model, or ``""`` to train one in ``task_dir/model``),
-        ``speech_minutes``, ``seed``.
+        ``cache_dir``, ``speech_model`` (a shared model, or ``""``), ``speech_key``, ``speech_minutes``,
+        ``seed``.
+    speech_model : dict, optional
+        The result of this participant's recording's :func:`run_speech_model_task`; without it and without a
+        shared model, the participant's own speech model is trained in ``task_dir/model``.
 
     Returns
     -------
     dict
-        ``speech_model`` (the folder stage 2 uses), ``speech_train_seconds`` and ``speech_train_steps``
-        (None for a shared model), plus the common fields (see :func:`_run_task`).
+        ``speech_model`` (the folder stage 2 uses), ``speech_key`` (``""`` unless shared by recording),
+        ``speech_train_seconds`` and ``speech_train_steps`` (of the model's training; None for a shared
+        ``--speech-model``), ``shared_speech_model``, plus the common fields (see :func:`_run_task`).
     """
 
     def body(task_dir: Path) -> dict:
         from edgensd.decoding.evaluate import prepare_cache
 
         out = {"speech_train_seconds": None, "speech_train_steps": None, "shared_speech_model": bool(
-            spec["speech_model"])}
+            spec["speech_model"]), "speech_key": ""}
         if spec["speech_model"]:
             sm = Path(spec["speech_model"])
+        elif speech_model is not None:
+            if speech_model["speech_key"] != spec.get("speech_key"):
+                raise ValueError(f"{spec['task']}: speech model of recording {speech_model['speech_key']} given "
+                                 f"for recording {spec.get('speech_key')!r}")
+            sm = Path(speech_model["speech_model"])
+            out.update(speech_key=speech_model["speech_key"],
+                       speech_train_seconds=speech_model["speech_train_seconds"],
+                       speech_train_steps=speech_model["speech_train_steps"])
         else:
-            from edgensd.speech.train import SpeechTrainConfig, train_speech
-            from edgensd.trainloop import load_checkpoint
-
             sm = task_dir / "model"
-            cfg = SpeechTrainConfig(max_minutes=float(spec["speech_minutes"]), seed=int(spec["seed"]),
-                                    n_threads=int(spec["threads"]))
-            train_speech(spec["data"], sm, cfg)
-            ck = load_checkpoint(sm / "checkpoint.pt")
-            out.update(speech_train_seconds=round(float(ck["elapsed_s"]), 1), speech_train_steps=int(ck["step"]))
+            out.update(_train_speech_model(spec, sm))
         prepare_cache(spec["data"], sm, spec["cache_dir"])
         out["speech_model"] = str(sm)
         return out
