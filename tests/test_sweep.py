@@ -170,7 +170,11 @@ def test_rerun_runs_nothing(killed, participant, edgensd_log, monkeypatch):
     def no_ray(*a, **k):
         raise AssertionError("Ray started although every task is finished")
 
+    def no_reload(*a, **k):
+        raise AssertionError("a participant file with unchanged content was loaded again for its speech key")
+
     monkeypatch.setattr(runner, "start_ray", no_ray)
+    monkeypatch.setattr("edgensd.data.participant.speech_key", no_reload)
     out = killed["out"]
     before = {p: p.stat().st_mtime_ns for p in (out / "tasks").rglob("done.json")}
     assert main(_argv(participant, out)) == 0

@@ -201,18 +201,23 @@ def prepare_sweep(cfg: SweepConfig, out: str | os.PathLike) -> SweepConfig:
     t0 = time.time()
     cfg.participant_sha256 = {n: _sha256(Path(p)) for n, p in zip(cfg.names, cfg.participants, strict=True)}
     cfg.speech_model_sha256 = _sha256(Path(cfg.speech_model) / "model.pt") if cfg.speech_model else ""
-    cfg.speech_keys = {}
-    if cfg.shares_speech:
-        from edgensd.data.participant import load_participant, speech_key
-
-        cfg.speech_keys = {n: speech_key(load_participant(p)) for n, p in zip(cfg.names, cfg.participants,
-                                                                              strict=True)}
-    logger.debug("hashed %d participant files in %.1f s", len(cfg.participants), time.time() - t0)
     cfg_path = out / CONFIG_FILE
+    old = None
     if cfg_path.is_file():
         old = SweepConfig.load(cfg_path)
         if "speech_per" not in json.loads(cfg_path.read_text()):
             old.speech_per = "participant"  # written before the option: one speech model per participant
+    cfg.speech_keys = {}
+    if cfg.shares_speech:
+        from edgensd.data.participant import load_participant, speech_key
+
+        for n, p in zip(cfg.names, cfg.participants, strict=True):
+            same_file = old is not None and old.participant_sha256.get(n) == cfg.participant_sha256[n]
+            # a file whose content is unchanged keeps its key: a resume does not load every participant again
+            known = old.speech_keys.get(n) if same_file else None
+            cfg.speech_keys[n] = known or speech_key(load_participant(p))
+    logger.debug("hashed %d participant files in %.1f s", len(cfg.participants), time.time() - t0)
+    if old is not None:
         check_resume(old, cfg, out)
         logger.info("resuming the sweep in %s", out)
     elif out.is_dir() and any(out.iterdir()):
