@@ -267,11 +267,13 @@ def test_named_recipe_fills_in_only_the_flags_not_given(setup, tmp_path, monkeyp
     assert main([*base, "--recipe", "small-data", "--aug-noise", "0", "--lr", "5e-4",
                  "--decoder-config", '{"channels": 8}']) == 0
     cfg = got[-1]
-    assert (cfg.weight_decay, cfg.aug_dropout, cfg.aug_noise, cfg.aug_gain, cfg.spec_loss, cfg.lr) == (
-        0.05, 0.1, 0.0, 0.2, "rmse", 5e-4)  # --aug-noise 0 was given: the recipe's 0.3 does not replace it
+    assert (cfg.weight_decay, cfg.aug_dropout, cfg.aug_noise, cfg.aug_gain, cfg.spec_loss, cfg.weight_pcc, cfg.lr) == (
+        0.05, 0.1, 0.0, 0.2, "rmse", 1.0, 5e-4)  # --aug-noise 0 was given: the recipe's 0.3 does not replace it
     assert cfg.decoder == {"dropout": 0.3, "channels": 8} and cfg.val_fraction == 0 and cfg.ema_decay == 0
     assert main([*base, "--recipe", "small-data", "--decoder-config", '{"dropout": 0.1}']) == 0
     assert got[-1].decoder == {"dropout": 0.1} and got[-1].aug_noise == 0.3
+    assert main([*base, "--recipe", "small-data", "--weight-pcc", "0"]) == 0  # an explicit 0 switches the term off
+    assert got[-1].weight_pcc == 0.0 and got[-1].spec_loss == "rmse"
     assert main(base) == 0
     assert got[-1] == DecoderTrainConfig(arch="edge", causal=True, max_minutes=30.0, n_threads=0)
 

@@ -318,7 +318,7 @@ def test_recipes_are_valid_configs_and_explicit_values_win():
         assert name != "none" or cfg == DecoderTrainConfig()
     got = recipe_train("small-data", {"aug_noise": 0.0, "lr": 3e-4})
     assert got == {"weight_decay": 0.05, "aug_dropout": 0.1, "aug_noise": 0.0, "aug_gain": 0.2, "spec_loss": "rmse",
-                   "lr": 3e-4}
+                   "weight_pcc": 1.0, "lr": 3e-4}
     assert recipe_decoder("small-data", {"dropout": 0.2, "channels": 8}) == {"dropout": 0.2, "channels": 8}
     recipe_train("small-data")["weight_decay"] = 9.0  # callers get copies
     assert RECIPES["small-data"]["train"]["weight_decay"] == 0.05

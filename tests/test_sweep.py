@@ -292,7 +292,7 @@ def test_recipe_fills_in_what_the_train_and_decoder_configs_leave_unset(particip
     argv[argv.index("--train-config") + 1] = '{"aug_noise": 0.1}'
     cfg = build_config(build_parser().parse_args(argv))
     assert cfg.train == {"weight_decay": 0.05, "aug_dropout": 0.1, "aug_noise": 0.1, "aug_gain": 0.2,
-                         "spec_loss": "rmse"}
+                         "spec_loss": "rmse", "weight_pcc": 1.0}
     assert cfg.decoder == {"edge": {"dropout": 0.3, **OVERRIDES["edge"]}, "lstm": {"dropout": 0.3, **OVERRIDES["lstm"]}}
     argv[argv.index("--decoder-config") + 1] = json.dumps({"edge": {**OVERRIDES["edge"], "dropout": 0.05}})
     cfg = build_config(build_parser().parse_args(argv))

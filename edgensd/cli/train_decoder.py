@@ -9,7 +9,7 @@ Small-data recipe: --val-fraction holds whole training trials out for validation
 the best-validation weights are saved and --patience validations without improvement stop training early;
 --ema-decay validates and saves a moving average of the weights; --aug-* augment the training crops.
 --recipe small-data fills in the measured small-data settings (weight decay, dropout, augmentation, RMSE
-spectrogram terms) for every flag not given explicitly (edgensd.decoding.recipes).
+spectrogram terms, correlation term) for every flag not given explicitly (edgensd.decoding.recipes).
 
 Example:
   edgensd train decoder --data sim/p0.h5 --speech-model runs/speech --arch edge --causal --out runs/edge
@@ -138,8 +138,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                          "trial; 0 = off (default %(default)s)")
     p.add_argument("--recipe", choices=tuple(RECIPES), default="none",
                    help="named training recipe: its values fill in every recipe, loss and optimizer flag not given "
-                        "here and sit under --decoder-config; small-data = --weight-decay 0.05 --aug-dropout 0.1 "
-                        "--aug-noise 0.3 --aug-gain 0.2 --spec-loss rmse and dropout 0.3 (default %(default)s)")
+                        "here and sit under --decoder-config; small-data = "
+                        + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in RECIPES["small-data"]["train"].items())
+                        + " and " + ", ".join(f"{k} {v}" for k, v in RECIPES["small-data"]["decoder"].items())
+                        + " (default %(default)s)")
     p.set_defaults(given=set())
     p.add_argument(
         "--decoder-config",
