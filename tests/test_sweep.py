@@ -188,6 +188,13 @@ def test_report_only_rewrites_the_report(killed, tmp_path):
     for name in ("results.json", "results.md", "cohort_causal_vs_noncausal.png", "cohort_layout.png"):
         (out / name).unlink()
     shutil.rmtree(out / "tasks/p/lstm_causal")  # an unfinished task is listed as missing
+    # a done.json from before the non-causal ridge key: the report reads it from the task's eval.json
+    done_path = out / "tasks/p/edge_causal/done.json"
+    done = json.loads(done_path.read_text())
+    ridge_nc = done.pop("ridge_noncausal_pcc_mean")
+    done_path.write_text(json.dumps(done))
+    evaluated = json.loads((out / "tasks/p/edge_causal/eval.json").read_text())
+    assert ridge_nc == evaluated["baselines"]["ridge_noncausal_pcc_mean"]
     assert main(["sweep", "-q", "--report-only", "--out", str(out)]) == 0
     md = (out / "results.md").read_text()
     assert "| p | LD | edge | causal |" in md and "Not finished (1): p/lstm_causal" in md
@@ -196,6 +203,11 @@ def test_report_only_rewrites_the_report(killed, tmp_path):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     r = json.loads((out / "results.json").read_text())
     assert r["missing"] == ["p/lstm_causal"] and r["groups"][0]["pcc"]["ci"] is None
+    # no non-causal decoder was trained: the causal one is compared with the non-causal ridge
+    (c,) = r["vs_best_noncausal"]
+    assert c["reference"] == "ridge" and c["reference_pcc_mean"] == pytest.approx(ridge_nc)
+    assert c["diff"]["mean"] == pytest.approx(evaluated["pcc_mean"] - ridge_nc) and c["diff"]["n"] == 1
+    assert f"| edge | ridge | {ridge_nc:.3f} | 1 |" in md
 
 
 def _logged(records) -> str:
@@ -362,6 +374,15 @@ def test_causal_models_are_paired_with_the_best_noncausal_one():
                    "causal": "both", "n_finished": len(rows), "n_expected": len(rows), "minutes": 30, "rows": rows,
                    "groups": groups, "vs_best_noncausal": list(cmp.values()), "missing": [], "plots": []})
     assert "## Causal against the best non-causal model" in md and "| edge | lstm | 0.705 | 2 | -0.025 |" in md
+    # the non-causal ridge of each participant's evaluation is a candidate too: here the best (mean 0.71)
+    for r in rows:
+        r["ridge_noncausal_pcc_mean"] = {"p0": 0.73, "p1": 0.70, "p2": 0.70}[r["participant"]]
+    cmp = {c["arch"]: c for c in compare_to_best_noncausal(rows, groups, n_boot=1000)}
+    assert cmp["edge"]["reference"] == "ridge" and cmp["edge"]["reference_pcc_mean"] == pytest.approx(0.71)
+    assert cmp["edge"]["diff"]["n"] == 3 and cmp["edge"]["diff"]["mean"] == pytest.approx((-0.03 - 0.04 - 0.06) / 3)
+    only_causal = [r for r in rows if r["causal"]]
+    assert [c["reference"] for c in compare_to_best_noncausal(only_causal, summarize_groups(only_causal, n_boot=1000),
+                                                              n_boot=1000)] == ["ridge", "ridge"]
 
 
 def test_participant_layout_from_the_file(participant, tmp_path):

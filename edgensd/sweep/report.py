@@ -83,7 +83,8 @@ def collect_rows(out: str | os.PathLike, cfg: SweepConfig) -> tuple[list[dict], 
     Returns
     -------
     rows : list of dict
-        One per finished task (its ``done.json``), with ``diff_vs_ridge`` added.
+        One per finished task (its ``done.json``), with ``diff_vs_ridge`` added, and
+        ``ridge_noncausal_pcc_mean`` read from its ``eval.json`` where ``done.json`` predates that key.
     missing : list of str
         ``participant/arch_causal`` of each task without ``done.json``.
     """
@@ -94,6 +95,13 @@ def collect_rows(out: str | os.PathLike, cfg: SweepConfig) -> tuple[list[dict], 
             missing.append(f"{name}/{arch}_{causal_tag(causal)}")
             continue
         done["diff_vs_ridge"] = done["pcc_mean"] - done["ridge_pcc_mean"]
+        if "ridge_noncausal_pcc_mean" not in done and done.get("eval_json"):
+            try:
+                base = json.loads(Path(done["eval_json"]).read_text())["baselines"]
+                done["ridge_noncausal_pcc_mean"] = float(base["ridge_noncausal_pcc_mean"])
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                logger.warning("%s: no non-causal ridge PCC (%s); ridge is left out of the non-causal references",
+                               done["eval_json"], exc)
         rows.append(done)
     return rows, missing
 
@@ -135,23 +143,31 @@ def summarize_groups(rows: list[dict], n_boot: int = 10000, seed: int = 0) -> li
 
 
 def compare_to_best_noncausal(rows: list[dict], groups: list[dict], n_boot: int = 10000, seed: int = 0) -> list[dict]:
-    """Each causal architecture against the best non-causal one, paired per participant.
+    """Each causal architecture against the best non-causal model, paired per participant.
 
-    The reference is the non-causal architecture with the highest mean PCC over participants (the groups of
-    :func:`summarize_groups`); the difference is taken on the participants both have finished.
+    The candidates are the non-causal architectures (the groups of :func:`summarize_groups`) and the non-causal
+    ridge baseline every evaluation fits (``ridge``, from the rows' ``ridge_noncausal_pcc_mean``, one value per
+    participant); the reference is the one with the highest mean PCC over its participants, and the difference
+    is taken on the participants both have.
 
     Returns
     -------
     list of dict
-        Per causal architecture: ``arch``, ``reference`` (the non-causal architecture), ``reference_pcc_mean``
-        (over all its participants) and ``diff`` (:func:`bootstrap_mean_ci` of causal − reference per
-        participant, ``n`` the participants paired). Empty without a finished non-causal group.
+        Per causal architecture: ``arch``, ``reference`` (the non-causal architecture, or ``ridge``),
+        ``reference_pcc_mean`` (over all its participants) and ``diff`` (:func:`bootstrap_mean_ci` of causal −
+        reference per participant, ``n`` the participants paired). Empty without any non-causal candidate.
     """
-    noncausal = [g for g in groups if not g["causal"]]
-    if not noncausal:
+    refs = {g["arch"]: {r["participant"]: r["pcc_mean"] for r in rows if r["arch"] == g["arch"] and not r["causal"]}
+            for g in groups if not g["causal"]}
+    ridge = {r["participant"]: float(r["ridge_noncausal_pcc_mean"]) for r in rows
+             if r.get("ridge_noncausal_pcc_mean") is not None}
+    if ridge:
+        refs["ridge"] = ridge
+    refs = {k: v for k, v in refs.items() if v}
+    if not refs:
         return []
-    best = max(noncausal, key=lambda g: g["pcc"]["mean"])
-    ref = {r["participant"]: r["pcc_mean"] for r in rows if r["arch"] == best["arch"] and not r["causal"]}
+    name = max(refs, key=lambda k: float(np.mean(list(refs[k].values()))))
+    ref, ref_mean = refs[name], float(np.mean(list(refs[name].values())))
     out = []
     for g in groups:
         if not g["causal"]:
@@ -159,7 +175,7 @@ def compare_to_best_noncausal(rows: list[dict], groups: list[dict], n_boot: int 
         diff = [r["pcc_mean"] - ref[r["participant"]] for r in rows
                 if r["arch"] == g["arch"] and r["causal"] and r["participant"] in ref]
         if diff:
-            out.append({"arch": g["arch"], "reference": best["arch"], "reference_pcc_mean": best["pcc"]["mean"],
+            out.append({"arch": g["arch"], "reference": name, "reference_pcc_mean": ref_mean,
                         "diff": bootstrap_mean_ci(diff, n_boot, seed)})
     return out
 

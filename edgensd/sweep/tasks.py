@@ -234,7 +234,8 @@ def run_decoder_task(spec: dict, stage1: dict) -> dict:
         keys = ("arch", "causal", "pcc_mean", "pcc_median", "ridge_pcc_mean", "floor_pcc_mean", "ceiling_pcc_mean",
                 "stoi_mean", "n_trials", "train_steps", "train_seconds", "macs_per_frame", "n_params",
                 "lookahead_frames")
-        return {**{k: r[k] for k in keys}, "speech_model": stage1["speech_model"], "model": str(model_dir),
+        return {**{k: r[k] for k in keys}, "ridge_noncausal_pcc_mean": r["baselines"]["ridge_noncausal_pcc_mean"],
+                "speech_model": stage1["speech_model"], "model": str(model_dir),
                 "eval_json": str(task_dir / "eval.json")}
 
     return _run_task(spec, body)
