@@ -163,11 +163,11 @@ def compare_to_best_noncausal(rows: list[dict], groups: list[dict], n_boot: int 
              if r.get("ridge_noncausal_pcc_mean") is not None}
     if ridge:
         refs["ridge"] = ridge
-    refs = {k: v for k, v in refs.items() if v}
     if not refs:
         return []
-    name = max(refs, key=lambda k: float(np.mean(list(refs[k].values()))))
-    ref, ref_mean = refs[name], float(np.mean(list(refs[name].values())))
+    means = {k: float(np.mean(list(v.values()))) for k, v in refs.items()}
+    name = max(means, key=means.__getitem__)
+    ref, ref_mean = refs[name], means[name]
     out = []
     for g in groups:
         if not g["causal"]:
