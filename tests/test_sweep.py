@@ -19,8 +19,8 @@ import pytest
 from edgensd.cli.main import main
 from edgensd.demo import demo_dir
 from edgensd.sweep import runner
-from edgensd.sweep.config import SweepConfig, SweepConfigError, check_resume, participant_layout
-from edgensd.sweep.report import bootstrap_mean_ci, compare_to_best_noncausal, markdown, summarize_groups
+from edgensd.sweep.config import SweepConfig, SweepConfigError, check_resume, decoder_task_dir, participant_layout
+from edgensd.sweep.report import bootstrap_mean_ci, collect_rows, compare_to_best_noncausal, markdown, summarize_groups
 
 SPEECH_MODEL = demo_dir() / "speech_model"
 OVERRIDES = {"edge": {"channels": 8, "dilations": [1, 2], "gru_hidden": 8},
@@ -383,6 +383,36 @@ def test_causal_models_are_paired_with_the_best_noncausal_one():
     only_causal = [r for r in rows if r["causal"]]
     assert [c["reference"] for c in compare_to_best_noncausal(only_causal, summarize_groups(only_causal, n_boot=1000),
                                                               n_boot=1000)] == ["ridge", "ridge"]
+
+
+def test_old_done_json_with_an_unreadable_evaluation_leaves_ridge_out(tmp_path, edgensd_log):
+    """A done.json from before the non-causal ridge key, whose eval.json is gone, malformed or lacks the key:
+    the row is kept, a warning names the file, and that participant has no non-causal ridge candidate."""
+    cfg = SweepConfig(participants=[f"/d/{n}.h5" for n in ("p0", "p1", "p2", "p3")], archs=["edge"],
+                      causal="causal")
+    evals = {"p0": None, "p1": "{not json", "p2": json.dumps({"baselines": {"ridge_pcc_mean": 0.6}}),
+             "p3": json.dumps({"baselines": {"ridge_noncausal_pcc_mean": 0.64}})}
+    for name, text in evals.items():
+        task = decoder_task_dir(tmp_path, name, "edge", True)
+        task.mkdir(parents=True)
+        if text is not None:
+            (task / "eval.json").write_text(text)
+        (task / "done.json").write_text(json.dumps(
+            {"participant": name, "arch": "edge", "causal": True, "layout": "LD", "pcc_mean": 0.65,
+             "ridge_pcc_mean": 0.6, "floor_pcc_mean": 0.5, "ceiling_pcc_mean": 0.9, "train_steps": 10,
+             "seconds": 60.0, "eval_json": str(task / "eval.json")}))
+    rows, missing = collect_rows(tmp_path, cfg)
+    assert missing == [] and [r["participant"] for r in rows] == ["p0", "p1", "p2", "p3"]
+    assert ["ridge_noncausal_pcc_mean" in r for r in rows] == [False, False, False, True]
+    warned = [r.getMessage() for r in edgensd_log if r.levelname == "WARNING"]
+    assert len(warned) == 3 and all("ridge is left out of the non-causal references" in w for w in warned)
+    for name, w in zip(("p0", "p1", "p2"), warned, strict=True):
+        assert w.startswith(str(decoder_task_dir(tmp_path, name, "edge", True) / "eval.json"))
+    assert "ridge_noncausal_pcc_mean" in warned[2]  # the missing key is named
+    # ridge stays a candidate, over the one participant that has it
+    (c,) = compare_to_best_noncausal(rows, summarize_groups(rows, n_boot=1000), n_boot=1000)
+    assert c["reference"] == "ridge" and c["reference_pcc_mean"] == pytest.approx(0.64)
+    assert c["diff"] == {"mean": pytest.approx(0.65 - 0.64), "ci": None, "n": 1}
 
 
 def test_participant_layout_from_the_file(participant, tmp_path):
