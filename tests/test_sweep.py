@@ -210,6 +210,38 @@ def test_report_only_rewrites_the_report(killed, tmp_path):
     assert f"| edge | ridge | {ridge_nc:.3f} | 1 |" in md
 
 
+def test_a_run_with_other_archs_on_the_same_out_reports_the_earlier_tasks(killed, participant, tmp_path,
+                                                                        edgensd_log, monkeypatch):
+    """Resuming with ``--archs lstm`` only: nothing runs, and the report still holds the edge task of the earlier
+    run (same settings); an earlier task with other settings is left out with a warning."""
+    monkeypatch.setattr(runner, "start_ray", lambda *a, **k: pytest.fail("Ray started with every task finished"))
+    out = tmp_path / "copy"
+    shutil.copytree(killed["out"], out)
+    argv = _argv(participant, out)
+    argv[argv.index("--archs") + 1] = "lstm"
+    argv[argv.index("--decoder-config") + 1] = json.dumps({"lstm": OVERRIDES["lstm"]})
+    assert main(argv) == 0
+    r = json.loads((out / "results.json").read_text())
+    assert json.loads((out / "sweep_config.json").read_text())["archs"] == ["lstm"]
+    assert [(x["arch"], x.get("earlier_run", False)) for x in r["rows"]] == [("lstm", False), ("edge", True)]
+    assert r["archs"] == ["lstm", "edge"] and r["earlier_run"] == ["p/edge_causal"] and r["n_finished"] == 2
+    assert [g["arch"] for g in r["groups"]] == ["lstm", "edge"] and r["missing"] == []
+    md = (out / "results.md").read_text()
+    assert "(this run: causal; 1 of them from earlier runs on the same folder with the same settings: " \
+           "edge_causal); 2 of 2 tasks finished" in md and "| p | LD | edge | causal |" in md
+    # an earlier task that ran with another budget is not mixed in
+    done_path = out / "tasks/p/edge_causal/done.json"
+    done = json.loads(done_path.read_text())
+    done["fingerprint"]["minutes"] = 99.0
+    done_path.write_text(json.dumps(done))
+    edgensd_log.clear()
+    assert main(["sweep", "-q", "--report-only", "--out", str(out)]) == 0
+    r = json.loads((out / "results.json").read_text())
+    assert [x["arch"] for x in r["rows"]] == ["lstm"] and r["earlier_run"] == [] and r["archs"] == ["lstm"]
+    warned = " ".join(x.getMessage() for x in edgensd_log if x.levelname == "WARNING")
+    assert "edge_causal: finished with other settings" in warned and "'minutes': 99.0" in warned
+
+
 def _logged(records) -> str:
     msg = " ".join(r.getMessage() for r in records if r.levelname == "ERROR")
     records.clear()

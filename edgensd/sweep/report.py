@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from edgensd.log import logger
-from edgensd.sweep.config import CONFIG_FILE, SweepConfig, causal_tag, decoder_task_dir, read_done
+from edgensd.sweep.config import CONFIG_FILE, DONE_FILE, SweepConfig, causal_tag, decoder_task_dir, read_done
 
 __all__ = ["bootstrap_mean_ci", "collect_rows", "compare_to_best_noncausal", "markdown", "summarize_groups",
            "write_report"]
@@ -77,8 +77,38 @@ def _expected(cfg: SweepConfig) -> list[tuple[str, str, bool]]:
             if c or not get_decoder_class(a).causal_only]
 
 
+def _earlier_tasks(out: str | os.PathLike, cfg: SweepConfig) -> list[tuple[str, str, bool]]:
+    """(participant, arch, causal) of finished stage-2 tasks in ``out`` that ``cfg`` does not ask for: those of
+    earlier runs on the same folder with other ``--archs`` or ``--causal``, for the config's participants."""
+    from edgensd.decoders import list_decoders
+
+    asked = set(_expected(cfg))
+    found = []
+    for name in cfg.names:
+        for arch in list_decoders():
+            for causal in (True, False):
+                key = (name, arch, causal)
+                if key not in asked and (decoder_task_dir(out, name, arch, causal) / DONE_FILE).is_file():
+                    found.append(key)
+    return found
+
+
+def _same_settings(done: dict, cfg: SweepConfig, name: str, arch: str, causal: bool) -> bool:
+    """Whether a finished task ran with the settings ``cfg`` would give it, apart from the architecture's own
+    overrides (which the config holds only for the architectures it sweeps)."""
+    want = cfg.decoder_fingerprint(name, arch, causal)
+    have = dict(done.get("fingerprint", {}))
+    want.pop("decoder", None)
+    have.pop("decoder", None)
+    return json.dumps(want, sort_keys=True) == json.dumps(have, sort_keys=True)
+
+
 def collect_rows(out: str | os.PathLike, cfg: SweepConfig) -> tuple[list[dict], list[str]]:
     """Finished stage-2 results of the sweep's tasks, and the names of the unfinished ones.
+
+    A sweep resumed on the same ``out`` with other ``--archs`` or ``--causal`` keeps the earlier run's tasks:
+    their finished results are reported too (with ``earlier_run`` True) when they ran with the same settings
+    (participant file, stage 1, budget, batch size, training overrides); any other is left out with a warning.
 
     Returns
     -------
@@ -86,14 +116,21 @@ def collect_rows(out: str | os.PathLike, cfg: SweepConfig) -> tuple[list[dict], 
         One per finished task (its ``done.json``), with ``diff_vs_ridge`` added, and
         ``ridge_noncausal_pcc_mean`` read from its ``eval.json`` where ``done.json`` predates that key.
     missing : list of str
-        ``participant/arch_causal`` of each task without ``done.json``.
+        ``participant/arch_causal`` of each task the config asks for without ``done.json``.
     """
     rows, missing = [], []
-    for name, arch, causal in _expected(cfg):
+    expected = [(*t, False) for t in _expected(cfg)] + [(*t, True) for t in _earlier_tasks(out, cfg)]
+    for name, arch, causal, earlier in expected:
         done = read_done(decoder_task_dir(out, name, arch, causal))
         if done is None:
             missing.append(f"{name}/{arch}_{causal_tag(causal)}")
             continue
+        if earlier:
+            if not _same_settings(done, cfg, name, arch, causal):
+                logger.warning("%s: finished with other settings (%s) than this sweep's; left out of the report",
+                               decoder_task_dir(out, name, arch, causal), done.get("fingerprint"))
+                continue
+            done["earlier_run"] = True
         done["diff_vs_ridge"] = done["pcc_mean"] - done["ridge_pcc_mean"]
         if "ridge_noncausal_pcc_mean" not in done and done.get("eval_json"):
             try:
@@ -187,13 +224,23 @@ def _ci(s: dict, signed: bool = False) -> str:
     return f"[{fmt.format(s['ci'][0])}, {fmt.format(s['ci'][1])}]"
 
 
+def _asked(result: dict) -> str:
+    """The causality the last run asked for, and the tasks of earlier runs on the folder that are reported."""
+    earlier = result.get("earlier_run") or []
+    if not earlier:
+        return result["causal"]
+    kinds = sorted({t.split("/", 1)[1] for t in earlier})
+    return (f"this run: {result['causal']}; {len(earlier)} of them from earlier runs on the same folder with the same "
+            f"settings: {', '.join(kinds)}")
+
+
 def markdown(result: dict) -> str:
     """``results.md`` from the dict :func:`write_report` returns."""
     n_boot = result["n_boot"]
     lines = [
         "# Sweep results", "",
         f"{len(result['participants'])} participants × {len(result['archs'])} architectures "
-        f"({result['causal']}); {result['n_finished']} of {result['n_expected']} tasks finished; stage 2 "
+        f"({_asked(result)}); {result['n_finished']} of {result['n_expected']} tasks finished; stage 2 "
         f"{result['minutes']:g} min per model. PCC: held-out spectrogram PCC (mean over trials) from "
         "`edgensd eval decoder`; ridge: the ridge baseline of the same causality on the same trials. "
         f"Intervals: 95 % percentile bootstrap over participants ({n_boot:,} resamples).", "",
@@ -331,7 +378,8 @@ def write_report(out: str | os.PathLike, cfg: SweepConfig | None = None, plots: 
     dict
         ``participants``, ``archs``, ``causal``, ``minutes``, ``n_boot``, ``rows`` (finished tasks),
         ``groups`` (:func:`summarize_groups`), ``vs_best_noncausal`` (:func:`compare_to_best_noncausal`),
-        ``missing``, ``n_expected``, ``n_finished``, ``plots``.
+        ``missing``, ``n_expected``, ``n_finished``, ``earlier_run`` (``participant/arch_causal`` of the rows
+        from earlier runs on the folder, see :func:`collect_rows`), ``plots``.
 
     Raises
     ------
@@ -345,14 +393,14 @@ def write_report(out: str | os.PathLike, cfg: SweepConfig | None = None, plots: 
             raise FileNotFoundError(f"--out: {out} holds no {CONFIG_FILE}: nothing to report (run the sweep first)")
         cfg = SweepConfig.load(path)
     rows, missing = collect_rows(out, cfg)
+    earlier = [f"{r['participant']}/{r['arch']}_{causal_tag(r['causal'])}" for r in rows if r.get("earlier_run")]
+    archs = list(cfg.archs) + sorted({r["arch"] for r in rows} - set(cfg.archs))
     result = {
-        "participants": cfg.names, "archs": list(cfg.archs), "causal": cfg.causal, "minutes": cfg.minutes,
+        "participants": cfg.names, "archs": archs, "causal": cfg.causal, "minutes": cfg.minutes,
         "n_boot": cfg.n_boot, "bootstrap": "95 % percentile bootstrap over participants (seed 0)",
         "rows": rows, "missing": missing,
-        "groups": sorted(summarize_groups(rows, cfg.n_boot),
-                         key=lambda g: (cfg.archs.index(g["arch"]) if g["arch"] in cfg.archs else len(cfg.archs),
-                                        not g["causal"])),
-        "n_expected": len(rows) + len(missing), "n_finished": len(rows), "plots": [],
+        "groups": sorted(summarize_groups(rows, cfg.n_boot), key=lambda g: (archs.index(g["arch"]), not g["causal"])),
+        "n_expected": len(rows) + len(missing), "n_finished": len(rows), "earlier_run": earlier, "plots": [],
     }
     result["vs_best_noncausal"] = compare_to_best_noncausal(rows, result["groups"], cfg.n_boot)
     if plots:
