@@ -200,6 +200,11 @@ class SweepConfig(Config):
         return fp
 
 
+def same_fingerprint(a: dict, b: dict) -> bool:
+    """Whether two task fingerprints agree once both are in JSON form (as ``done.json`` holds them)."""
+    return json.loads(json.dumps(a, sort_keys=True)) == json.loads(json.dumps(b, sort_keys=True))
+
+
 def participant_name(path: str | Path) -> str:
     """A participant's name in a sweep: its file's stem (``/data/p0.h5`` → ``p0``)."""
     return Path(path).stem

@@ -15,7 +15,15 @@ from pathlib import Path
 import numpy as np
 
 from edgensd.log import logger
-from edgensd.sweep.config import CONFIG_FILE, DONE_FILE, SweepConfig, causal_tag, decoder_task_dir, read_done
+from edgensd.sweep.config import (
+    CONFIG_FILE,
+    DONE_FILE,
+    SweepConfig,
+    causal_tag,
+    decoder_task_dir,
+    read_done,
+    same_fingerprint,
+)
 
 __all__ = ["bootstrap_mean_ci", "collect_rows", "compare_to_best_noncausal", "markdown", "summarize_groups",
            "write_report"]
@@ -100,7 +108,7 @@ def _same_settings(done: dict, cfg: SweepConfig, name: str, arch: str, causal: b
     have = dict(done.get("fingerprint", {}))
     want.pop("decoder", None)
     have.pop("decoder", None)
-    return json.dumps(want, sort_keys=True) == json.dumps(have, sort_keys=True)
+    return same_fingerprint(want, have)
 
 
 def collect_rows(out: str | os.PathLike, cfg: SweepConfig) -> tuple[list[dict], list[str]]:

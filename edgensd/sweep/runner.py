@@ -35,6 +35,7 @@ from edgensd.sweep.config import (
     decoder_task_dir,
     participant_layout,
     read_done,
+    same_fingerprint,
     speech_model_task_dir,
     speech_task_dir,
 )
@@ -227,10 +228,6 @@ def prepare_sweep(cfg: SweepConfig, out: str | os.PathLike) -> SweepConfig:
     return cfg
 
 
-def _same(a: dict, b: dict) -> bool:
-    return json.loads(json.dumps(a, sort_keys=True)) == json.loads(json.dumps(b, sort_keys=True))
-
-
 def plan_sweep(cfg: SweepConfig, out: str | os.PathLike) -> dict:
     """Split the sweep's tasks into finished and to-do (nothing is run).
 
@@ -288,7 +285,7 @@ def plan_sweep(cfg: SweepConfig, out: str | os.PathLike) -> dict:
 
 def _checked_done(task_dir: Path, fingerprint: dict) -> dict | None:
     done = read_done(task_dir)
-    if done is not None and not _same(done.get("fingerprint", {}), fingerprint):
+    if done is not None and not same_fingerprint(done.get("fingerprint", {}), fingerprint):
         raise SweepConfigError(
             f"{task_dir} finished with other settings ({done.get('fingerprint')}) than this sweep asks for "
             f"({fingerprint}); use the same settings, another --out, or delete that folder to run it again"
