@@ -274,8 +274,16 @@ def test_named_recipe_fills_in_only_the_flags_not_given(setup, tmp_path, monkeyp
     assert got[-1].decoder == {"dropout": 0.1} and got[-1].aug_noise == 0.3
     assert main([*base, "--recipe", "small-data", "--weight-pcc", "0"]) == 0  # an explicit 0 switches the term off
     assert got[-1].weight_pcc == 0.0 and got[-1].spec_loss == "rmse"
-    assert main(base) == 0
+    assert main([*base, "--recipe", "none"]) == 0
     assert got[-1] == DecoderTrainConfig(arch="edge", causal=True, max_minutes=30.0, n_threads=0)
+    assert main(base) == 0  # the default, --recipe auto, is small-data for edge ...
+    assert (got[-1].weight_decay, got[-1].aug_noise, got[-1].spec_loss, got[-1].weight_pcc, got[-1].decoder) == (
+        0.05, 0.3, "rmse", 1.0, {"dropout": 0.3})
+    lstm = [*base[:-3], "lstm", *base[-2:]]
+    assert main(lstm) == 0  # ... and none for the others
+    assert got[-1] == DecoderTrainConfig(arch="lstm", causal=True, max_minutes=30.0, n_threads=0)
+    assert main([*lstm, "--recipe", "small-data"]) == 0
+    assert got[-1].weight_pcc == 1.0 and got[-1].decoder == {"dropout": 0.3}
 
 
 def test_eval_json_wavs_and_plots(setup, tmp_path):

@@ -324,3 +324,15 @@ def test_recipes_are_valid_configs_and_explicit_values_win():
     assert RECIPES["small-data"]["train"]["weight_decay"] == 0.05
     with pytest.raises(ValueError, match="recipe must be one of none, small-data, got 'big-data'"):
         recipe_train("big-data")
+
+
+def test_auto_recipe_per_architecture():
+    from edgensd.decoders import list_decoders
+    from edgensd.decoding.recipes import ARCH_DEFAULTS, RECIPES, resolve_recipe
+
+    assert set(ARCH_DEFAULTS) <= set(list_decoders()) and set(ARCH_DEFAULTS.values()) <= set(RECIPES)
+    assert resolve_recipe("auto", "edge") == "small-data"
+    assert [resolve_recipe("auto", a) for a in ("lstm", "resnet3d", "swin3d")] == ["none"] * 3
+    assert resolve_recipe("none", "edge") == "none" and resolve_recipe("small-data", "lstm") == "small-data"
+    with pytest.raises(ValueError, match="recipe must be one of auto, none, small-data, got 'big'"):
+        resolve_recipe("big", "edge")

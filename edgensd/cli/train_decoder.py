@@ -8,8 +8,9 @@ on Ctrl-C / SIGTERM; running the same command again on the same --out resumes, u
 Small-data recipe: --val-fraction holds whole training trials out for validation (never the test trials);
 the best-validation weights are saved and --patience validations without improvement stop training early;
 --ema-decay validates and saves a moving average of the weights; --aug-* augment the training crops.
---recipe small-data fills in the measured small-data settings (weight decay, dropout, augmentation, RMSE
-spectrogram terms, correlation term) for every flag not given explicitly (edgensd.decoding.recipes).
+A recipe fills in measured settings for every flag not given explicitly (edgensd.decoding.recipes): the
+default, --recipe auto, uses small-data (weight decay, dropout, augmentation, RMSE spectrogram terms, correlation
+term) for edge and none for the other architectures; --recipe none gives the plain defaults listed below.
 
 Example:
   edgensd train decoder --data sim/p0.h5 --speech-model runs/speech --arch edge --causal --out runs/edge
@@ -30,7 +31,7 @@ from edgensd.cli._args import (
     positive_float,
     positive_int,
 )
-from edgensd.decoding.recipes import RECIPES, recipe_decoder, recipe_train
+from edgensd.decoding.recipes import ARCH_DEFAULTS, AUTO, RECIPES, recipe_decoder, recipe_train, resolve_recipe
 from edgensd.log import logger
 
 COMMAND = ("train", "decoder")
@@ -136,12 +137,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     lw.add_argument("--weight-pcc", action=_Given, type=nonneg_float, default=_LOSS_DEFAULTS.weight_pcc, metavar="W",
                     help="1 - Pearson r of each crop's linear normalized-dB spectrogram, as eval scores a "
                          "trial; 0 = off (default %(default)s)")
-    p.add_argument("--recipe", choices=tuple(RECIPES), default="none",
+    p.add_argument("--recipe", choices=(AUTO, *RECIPES), default=AUTO,
                    help="named training recipe: its values fill in every recipe, loss and optimizer flag not given "
-                        "here and sit under --decoder-config; small-data = "
+                        "here (whose listed defaults are recipe none's) and sit under --decoder-config; small-data = "
                         + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in RECIPES["small-data"]["train"].items())
                         + " and " + ", ".join(f"{k} {v}" for k, v in RECIPES["small-data"]["decoder"].items())
-                        + " (default %(default)s)")
+                        + "; auto = " + ", ".join(f"{v} for {a}" for a, v in ARCH_DEFAULTS.items())
+                        + ", none for the others (default %(default)s)")
     p.set_defaults(given=set())
     p.add_argument(
         "--decoder-config",
@@ -167,11 +169,15 @@ def run(args: argparse.Namespace) -> int:
         if not isinstance(overrides, dict):
             raise CommandError(f"--decoder-config must be a JSON object, got {args.decoder_config!r}")
     values = {k: getattr(args, k) for k in (*vars(_RECIPE_DEFAULTS), *vars(_LOSS_DEFAULTS))}
-    if args.recipe != "none":  # the recipe fills in what the command line leaves unset
-        values.update({k: v for k, v in recipe_train(args.recipe).items() if k not in args.given})
-        overrides = recipe_decoder(args.recipe, overrides)
-        logger.info("recipe %s: %s; decoder %s", args.recipe,
-                    ", ".join(f"{k}={values[k]}" for k in recipe_train(args.recipe)), overrides)
+    recipe = resolve_recipe(args.recipe, args.arch)
+    if recipe != "none":  # the recipe fills in what the command line leaves unset
+        values.update({k: v for k, v in recipe_train(recipe).items() if k not in args.given})
+        overrides = recipe_decoder(recipe, overrides)
+        logger.info("recipe %s%s: %s; decoder %s", recipe,
+                    f" (--recipe {AUTO}'s choice for {args.arch})" if args.recipe == AUTO else "",
+                    ", ".join(f"{k}={values[k]}" for k in recipe_train(recipe)), overrides)
+    elif args.recipe == AUTO:
+        logger.info("recipe none (--recipe %s's choice for %s)", AUTO, args.arch)
     try:
         cfg = DecoderTrainConfig(
             arch=args.arch,

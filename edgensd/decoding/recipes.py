@@ -12,8 +12,11 @@ mean) rather than L1, and the correlation term (``weight_pcc`` 1). Measured on c
 run, paired over 50 test trials: without the correlation term, against the defaults, +0.023 PCC on the linear
 simulator preset, +0.025 mild, +0.036 strong, and on two held-out participants of other speakers +0.029 (strong)
 and +0.012 (mild, interval [-0.006, +0.026]); the correlation term on top +0.009 (strong), +0.005 (held-out
-strong, interval [-0.001, +0.011]), +0.002 (linear and mild, unpaired). It is not the default because the
-README's decoder table is measured with the defaults.
+strong, interval [-0.001, +0.011]), +0.002 (linear and mild, unpaired); over the shipped nine-participant cohort at
+30 minutes per model, causal ``edge`` with it beat causal ridge by +0.043 (README, "Cohort sweeps").
+
+:data:`ARCH_DEFAULTS` names the recipe the command line uses for an architecture when ``--recipe`` is left at
+``auto``: ``small-data`` for ``edge`` (where it was measured), ``none`` for the others (not measured without it).
 Torch-free (the command line's ``--help`` imports it).
 """
 
@@ -22,7 +25,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-__all__ = ["RECIPES", "recipe_decoder", "recipe_train"]
+__all__ = ["ARCH_DEFAULTS", "AUTO", "RECIPES", "recipe_decoder", "recipe_train", "resolve_recipe"]
 
 #: Recipe name -> {"train": DecoderTrainConfig values, "decoder": decoder config overrides}. "none" changes nothing.
 RECIPES: dict[str, dict[str, dict[str, Any]]] = {
@@ -33,6 +36,40 @@ RECIPES: dict[str, dict[str, dict[str, Any]]] = {
         "decoder": {"dropout": 0.3},
     },
 }
+
+#: Architecture -> the recipe ``--recipe auto`` (the command line's default) picks; unlisted ones get "none".
+ARCH_DEFAULTS: dict[str, str] = {"edge": "small-data"}
+
+#: The command-line value that picks each architecture's recipe from :data:`ARCH_DEFAULTS`.
+AUTO = "auto"
+
+
+def resolve_recipe(name: str, arch: str) -> str:
+    """The recipe that ``--recipe name`` means for architecture ``arch``.
+
+    Parameters
+    ----------
+    name : str
+        ``"auto"`` or a key of :data:`RECIPES`.
+    arch : str
+        Decoder architecture name.
+
+    Returns
+    -------
+    str
+        A key of :data:`RECIPES`: ``name`` itself, or for ``"auto"`` the architecture's entry in
+        :data:`ARCH_DEFAULTS` (``"none"`` if it has none).
+
+    Raises
+    ------
+    ValueError
+        Naming the allowed values.
+    """
+    if name == AUTO:
+        return ARCH_DEFAULTS.get(arch, "none")
+    if name not in RECIPES:
+        raise ValueError(f"recipe must be one of {AUTO}, {', '.join(RECIPES)}, got {name!r}")
+    return name
 
 
 def _get(name: str) -> dict[str, dict[str, Any]]:
