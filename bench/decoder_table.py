@@ -3,14 +3,15 @@
 Usage::
 
     python bench/decoder_table.py --data P.h5 --speech-model SM_DIR --out OUT \\
-        [--minutes 30] [--jobs 2] [--threads 1] [--occlusion-trials 10] [--models edge:c,lstm:nc,...]
+        [--minutes 30] [--jobs 2] [--threads 1] [--occlusion-trials 10] [--models edge:c,lstm:nc,...] \\
+        [--recipe auto|none|small-data]
 
 Models (default all seven): ``resnet3d``, ``swin3d`` and ``lstm``, each causal (``:c``) and non-causal
 (``:nc``), and ``edge`` (causal). For each model it runs, as subprocesses (at most ``--jobs`` at once, each
 with ``--threads`` torch threads)::
 
     edgensd train decoder --data P.h5 --speech-model SM --arch A --causal|--non-causal --out OUT/A_c \\
-        --max-minutes M --threads T --cache-dir OUT/cache
+        --max-minutes M --threads T --cache-dir OUT/cache --recipe R
     edgensd eval decoder --model OUT/A_c --data P.h5 --json OUT/A_c/eval.json --plots OUT/A_c/plots \\
         --wav-dir OUT/A_c/wav --cache-dir OUT/cache --threads T
     edgensd occlusion --model OUT/A_c --data P.h5 --out OUT/A_c/occlusion --max-trials K \\
@@ -41,6 +42,8 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from edgensd.decoding.recipes import AUTO, RECIPES
 
 ALL_MODELS = ("resnet3d:c", "resnet3d:nc", "swin3d:c", "swin3d:nc", "lstm:c", "lstm:nc", "edge:c")
 
@@ -76,7 +79,8 @@ def _model_job(spec: str, args, out: Path, lock: threading.Lock) -> dict:
         rc = _run(exe + ["train", "decoder", "-q", "--data", args.data, "--speech-model", args.speech_model,
                          "--arch", arch, "--causal" if causal else "--non-causal", "--out", str(mdir),
                          "--max-minutes", str(args.minutes), "--threads", str(args.threads), "--seed",
-                         str(args.seed), "--cache-dir", str(out / "cache")], out, lock, log_path)
+                         str(args.seed), "--cache-dir", str(out / "cache"), "--recipe", args.recipe], out, lock,
+                        log_path)
         if rc:
             res["error"] = f"training exited {rc}; see {log_path}"
             return res
@@ -112,6 +116,9 @@ def main(argv=None) -> int:
     ap.add_argument("--occlusion-trials", type=int, default=10,
                     help="held-out trials for occlusion of the causal models (0: skip; default 10)")
     ap.add_argument("--models", default=",".join(ALL_MODELS), help="comma-separated arch:c|nc list")
+    ap.add_argument("--recipe", default=AUTO, choices=(AUTO, *RECIPES),
+                    help="`edgensd train decoder --recipe` for every model (default auto: small-data for edge, "
+                         "none for the others; the README's table used none)")
     ap.add_argument("--redo", action="store_true", help="retrain / re-evaluate even when results exist")
     args = ap.parse_args(argv)
     out = Path(args.out)

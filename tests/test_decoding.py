@@ -18,6 +18,7 @@ from edgensd.decoding.baselines import CAUSAL_LAGS, fit_ridge, floor_spectrum, l
 from edgensd.decoding.compare import compare  # noqa: E402
 from edgensd.decoding.evaluate import evaluate_decoder  # noqa: E402
 from edgensd.decoding.occlusion import compare_with_truth  # noqa: E402
+from edgensd.decoding.recipes import recipe_decoder, recipe_train  # noqa: E402
 from edgensd.decoding.targets import Segments, param_position  # noqa: E402
 from edgensd.decoding.train import DecoderTrainConfig, load_trained_decoder, train_decoder  # noqa: E402
 from edgensd.params import PARAM_NAMES, VoiceRange, raw_to_physical  # noqa: E402
@@ -62,7 +63,9 @@ def test_train_writes_model_config_and_provenance(setup):
     d = setup
     td = load_trained_decoder(d / "edge")
     assert td.decoder.causal and td.decoder.n_electrodes == 64 and not td.decoder.training
-    assert td.train_config.arch == "edge" and td.train_config.decoder == EDGE_SMALL
+    # --recipe auto filled in small-data for edge: its dropout joins the explicit --decoder-config, which wins
+    assert td.train_config.arch == "edge" and td.train_config.decoder == recipe_decoder("small-data", EDGE_SMALL)
+    assert td.train_config.weight_decay == recipe_train("small-data")["weight_decay"]
     info = td.info
     assert info["done"] and info["train_steps"] >= 1 and info["train_seconds"] > 0
     assert VoiceRange.from_dict(info["voice_range"]).same_as(VoiceRange.preset("high"))

@@ -3,6 +3,7 @@ the report (bootstrap on known numbers, layouts, plots), and bad input refused b
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -153,8 +154,10 @@ def test_killed_sweep_resumes_without_redoing_finished_tasks(killed):
     assert done["speech_model"] == str(model_task / "model")
     assert done["attempt"] == 2 and done["fingerprint"]["minutes"] == float(MINUTES)
     assert done["fingerprint"]["train"] == TRAIN
-    for task in (edge, lstm):  # the override reached both trainings
+    for task in (edge, lstm):  # the override reached both trainings ...
         assert json.loads((task / "model/train_config.json").read_text())["weight_decay"] == TRAIN["weight_decay"]
+    # ... and --recipe auto's small-data only edge's, under it
+    assert [json.loads((t / "model/train_config.json").read_text())["weight_pcc"] for t in (edge, lstm)] == [1.0, 0.0]
     assert done["train_seconds"] >= 0.9 * 60 * float(MINUTES)  # both runs together used the budget
     r = json.loads((out / "results.json").read_text())
     assert [(x["arch"], x["causal"]) for x in r["rows"]] == [("edge", True), ("lstm", True)]
@@ -331,7 +334,9 @@ def test_bad_input_is_refused_before_any_work(participant, tmp_path, edgensd_log
 def test_recipe_fills_in_what_the_train_and_decoder_configs_leave_unset(participant, tmp_path):
     from edgensd.cli.main import build_parser
     from edgensd.cli.sweep import build_config
+    from edgensd.decoding.recipes import recipe_train
 
+    recipe = recipe_train("small-data")
     argv = _argv(participant, tmp_path / "out", "--recipe", "small-data")
     argv[argv.index("--train-config") + 1] = '{"aug_noise": 0.1}'
     cfg = build_config(build_parser().parse_args(argv))
@@ -341,8 +346,24 @@ def test_recipe_fills_in_what_the_train_and_decoder_configs_leave_unset(particip
     argv[argv.index("--decoder-config") + 1] = json.dumps({"edge": {**OVERRIDES["edge"], "dropout": 0.05}})
     cfg = build_config(build_parser().parse_args(argv))
     assert cfg.decoder["edge"]["dropout"] == 0.05 and cfg.decoder["lstm"] == {"dropout": 0.3}
-    plain = build_config(build_parser().parse_args(_argv(participant, tmp_path / "out")))
-    assert plain.train == TRAIN and plain.decoder == OVERRIDES  # no recipe: the fingerprints of older sweeps hold
+    assert cfg.train_arch == {}  # one recipe for all: kept in train, as sweeps before --recipe auto had it
+    plain = build_config(build_parser().parse_args(_argv(participant, tmp_path / "out", "--recipe", "none")))
+    assert plain.train == TRAIN and plain.decoder == OVERRIDES and plain.train_arch == {}  # older sweeps' form
+    auto = build_config(build_parser().parse_args(_argv(participant, tmp_path / "out")))  # the default
+    assert auto.train == TRAIN and auto.train_arch == {"edge": {**recipe, **TRAIN}}
+    assert auto.decoder == {"edge": {"dropout": 0.3, **OVERRIDES["edge"]}, "lstm": OVERRIDES["lstm"]}
+    assert auto.decoder_fingerprint("p", "edge", True)["train"] == {**recipe, **TRAIN}
+    assert auto.decoder_fingerprint("p", "lstm", True)["train"] == TRAIN
+    argv = _argv(participant, tmp_path / "out")
+    argv[argv.index("--archs") + 1] = "edge"
+    argv[argv.index("--decoder-config") + 1] = json.dumps({"edge": OVERRIDES["edge"]})
+    only_edge = build_config(build_parser().parse_args(argv))  # auto with edge alone = --recipe small-data
+    assert only_edge.train == {**recipe, **TRAIN} and only_edge.train_arch == {}
+    with pytest.raises(SweepConfigError, match=r"train_arch overrides name architectures that are not swept: "
+                                               r"\['swin3d'\]"):
+        dataclasses.replace(auto, train_arch={"swin3d": {}})
+    with pytest.raises(SweepConfigError, match=r"train overrides may not set \['seed'\]"):
+        dataclasses.replace(auto, train_arch={"edge": {"seed": 1}})
 
 
 def test_more_cpus_per_task_than_ray_has_is_refused(ray_session, participant, tmp_path, edgensd_log):
@@ -470,7 +491,7 @@ def test_sweep_config_round_trip_and_resume_rules(tmp_path):
     check_resume(cfg, more, tmp_path)  # participants and architectures may be added or left out
     with pytest.raises(SweepConfigError, match=r"decoder\['lstm'\]"):
         check_resume(cfg, SweepConfig(**{**more.to_dict(), "decoder": {"lstm": {"hidden_size": 32}}}), tmp_path)
-    with pytest.raises(SweepConfigError, match=r"train: \{\} → \{'weight_decay': 0.01\}"):
+    with pytest.raises(SweepConfigError, match=r"train\['edge'\]: \{\} → \{'weight_decay': 0.01\}"):
         check_resume(cfg, SweepConfig(**{**cfg.to_dict(), "train": {"weight_decay": 0.01}}), tmp_path)
     with pytest.raises(SweepConfigError, match=r"train overrides may not set \['max_minutes'\]"):
         SweepConfig(train={"max_minutes": 3})

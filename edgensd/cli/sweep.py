@@ -31,7 +31,7 @@ from edgensd.cli._args import (
     positive_float,
     positive_int,
 )
-from edgensd.decoding.recipes import RECIPES, recipe_decoder, recipe_train
+from edgensd.decoding.recipes import ARCH_DEFAULTS, AUTO, RECIPES, recipe_decoder, recipe_train, resolve_recipe
 from edgensd.sweep.config import (
     CAUSAL_CHOICES,
     CONFIG_FILE,
@@ -76,9 +76,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-config", default=None, metavar="JSON",
                    help="stage-2 training overrides for every decoder (DecoderTrainConfig fields), e.g. "
                         "'{\"weight_decay\": 0.05, \"aug_noise\": 0.3}'")
-    p.add_argument("--recipe", choices=tuple(RECIPES), default="none",
-                   help="named training recipe for every decoder (as `edgensd train decoder --recipe`); "
-                        "--train-config and --decoder-config win over its values (default %(default)s)")
+    p.add_argument("--recipe", choices=(AUTO, *RECIPES), default=AUTO,
+                   help="named training recipe for every decoder (as `edgensd train decoder --recipe`); auto = "
+                        + ", ".join(f"{v} for {a}" for a, v in ARCH_DEFAULTS.items())
+                        + ", none for the others; --train-config and --decoder-config win over its values "
+                          "(default %(default)s)")
     p.add_argument("--no-stoi", action="store_true", help="skip STOI in the evaluations")
     p.add_argument("--n-boot", type=positive_int, default=10000, help="bootstrap resamples over participants")
     p.add_argument("--report-only", action="store_true",
@@ -199,20 +201,32 @@ def build_config(args: argparse.Namespace) -> SweepConfig:
     check_output_dir(args.out, "--out")
     decoder = _decoder_overrides(args.decoder_config, archs)
     train = _train_overrides(args.train_config)
-    if args.recipe != "none":  # explicit --train-config / --decoder-config values win
-        train = recipe_train(args.recipe, train)
-        decoder = {a: recipe_decoder(args.recipe, decoder.get(a)) for a in archs}
+    train, train_arch, decoder = _apply_recipe(args.recipe, archs, train, decoder)
     try:
         return SweepConfig(
             participants=[str(f.resolve()) for f in files], archs=archs, causal=args.causal, minutes=args.minutes,
             speech_minutes=args.speech_minutes, speech_model=speech_model, speech_per=args.speech_per,
             seed=args.seed,
-            batch_size=args.batch_size, decoder=decoder, train=train,
+            batch_size=args.batch_size, decoder=decoder, train=train, train_arch=train_arch,
             stoi=not args.no_stoi, cpus_per_task=args.cpus_per_task, num_cpus=args.cpus,
             ray_address=args.ray_address, n_boot=args.n_boot,
         )
     except SweepConfigError as exc:
         raise CommandError(str(exc)) from None
+
+
+def _apply_recipe(name: str, archs: list[str], train: dict, decoder: dict) -> tuple[dict, dict, dict]:
+    """Fill in each architecture's recipe (``--recipe``) under the explicit ``--train-config`` / ``--decoder-config``.
+
+    Returns ``(train, train_arch, decoder)`` for :class:`SweepConfig`. One recipe for every swept architecture goes
+    into ``train`` (the form of sweeps from before ``--recipe auto``, so they resume unchanged); different ones go
+    into ``train_arch``, per architecture.
+    """
+    per = {a: resolve_recipe(name, a) for a in archs}
+    decoder = {**decoder, **{a: recipe_decoder(r, decoder.get(a)) for a, r in per.items() if r != "none"}}
+    if len(set(per.values())) == 1:
+        return recipe_train(per[archs[0]], train), {}, decoder
+    return train, {a: recipe_train(r, train) for a, r in per.items() if r != "none"}, decoder
 
 
 def run(args: argparse.Namespace) -> int:

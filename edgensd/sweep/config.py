@@ -102,6 +102,9 @@ class SweepConfig(Config):
         Overrides of the stage-2 training settings for every decoder (fields of
         :class:`~edgensd.decoding.train.DecoderTrainConfig` other than those the sweep sets itself, see
         :data:`TRAIN_RESERVED`), e.g. ``{"weight_decay": 0.05}``.
+    train_arch : dict of str to dict
+        Per-architecture training overrides on top of ``train`` (what ``--recipe auto`` picks for each
+        architecture when the swept ones get different recipes), e.g. ``{"edge": {"weight_pcc": 1.0}}``.
     stoi : bool
         Compute STOI in the evaluations.
     cpus_per_task : int
@@ -128,6 +131,7 @@ class SweepConfig(Config):
     batch_size: int = 16
     decoder: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     train: dict[str, Any] = dataclasses.field(default_factory=dict)
+    train_arch: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     stoi: bool = True
     cpus_per_task: int = 1
     num_cpus: int = 0
@@ -153,14 +157,15 @@ class SweepConfig(Config):
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise SweepConfigError(f"participant files must have distinct names (file stems); repeated: {dup}")
-        reserved = sorted(set(self.train) & set(TRAIN_RESERVED))
+        reserved = sorted(set(self.train).union(*self.train_arch.values()) & set(TRAIN_RESERVED))
         if reserved:
             raise SweepConfigError(f"train overrides may not set {reserved}: the sweep sets {list(TRAIN_RESERVED)} "
                                    "itself (use its own options)")
-        unknown = sorted(set(self.decoder) - set(self.archs))
-        if unknown:
-            raise SweepConfigError(f"decoder overrides name architectures that are not swept: {unknown} "
-                                   f"(swept: {self.archs})")
+        for what, per_arch in (("decoder", self.decoder), ("train_arch", self.train_arch)):
+            unknown = sorted(set(per_arch) - set(self.archs))
+            if unknown:
+                raise SweepConfigError(f"{what} overrides name architectures that are not swept: {unknown} "
+                                       f"(swept: {self.archs})")
 
     @property
     def names(self) -> list[str]:
@@ -190,13 +195,18 @@ class SweepConfig(Config):
         """The settings a per-recording speech model depends on (``speech_per='speech'``)."""
         return {"speech_key": key, "speech_minutes": float(self.speech_minutes), "seed": int(self.seed)}
 
+    def train_for(self, arch: str) -> dict[str, Any]:
+        """The training overrides of architecture ``arch``: ``train`` with ``train_arch[arch]`` on top."""
+        return {**self.train, **self.train_arch.get(arch, {})}
+
     def decoder_fingerprint(self, name: str, arch: str, causal: bool) -> dict:
         """The settings a stage-2 task depends on (its stage 1's, the budget, the architecture's config)."""
         fp = {**self.speech_fingerprint(name), "arch": arch, "causal": bool(causal),
               "minutes": float(self.minutes), "batch_size": int(self.batch_size),
               "decoder": self.decoder.get(arch, {})}
-        if self.train:  # only when set, so sweeps from before the option resume unchanged
-            fp["train"] = dict(self.train)
+        train = self.train_for(arch)
+        if train:  # only when set, so sweeps from before the option resume unchanged
+            fp["train"] = train
         return fp
 
 
@@ -304,9 +314,9 @@ def check_resume(old: SweepConfig, new: SweepConfig, out: str | Path) -> None:
     if bool(old.speech_model) != bool(new.speech_model):
         diffs.append(f"speech_model: {old.speech_model or '(trained per participant)'!r} → "
                      f"{new.speech_model or '(trained per participant)'!r}")
-    if old.train != new.train:
-        diffs.append(f"train: {old.train} → {new.train}")
     for arch in sorted(set(old.archs) & set(new.archs)):
+        if old.train_for(arch) != new.train_for(arch):
+            diffs.append(f"train[{arch!r}]: {old.train_for(arch)} → {new.train_for(arch)}")
         if old.decoder.get(arch, {}) != new.decoder.get(arch, {}):
             diffs.append(f"decoder[{arch!r}]: {old.decoder.get(arch, {})} → {new.decoder.get(arch, {})}")
     for name in sorted(set(old.participant_sha256) & set(new.participant_sha256)):

@@ -103,11 +103,13 @@ def _earlier_tasks(out: str | os.PathLike, cfg: SweepConfig) -> list[tuple[str, 
 
 def _same_settings(done: dict, cfg: SweepConfig, name: str, arch: str, causal: bool) -> bool:
     """Whether a finished task ran with the settings ``cfg`` would give it, apart from the architecture's own
-    overrides (which the config holds only for the architectures it sweeps)."""
+    decoder and training overrides (which the config holds only for the architectures it sweeps, and which
+    ``--recipe auto`` sets per architecture)."""
     want = cfg.decoder_fingerprint(name, arch, causal)
     have = dict(done.get("fingerprint", {}))
-    want.pop("decoder", None)
-    have.pop("decoder", None)
+    for key in ("decoder", "train"):
+        want.pop(key, None)
+        have.pop(key, None)
     return same_fingerprint(want, have)
 
 
@@ -116,7 +118,8 @@ def collect_rows(out: str | os.PathLike, cfg: SweepConfig) -> tuple[list[dict], 
 
     A sweep resumed on the same ``out`` with other ``--archs`` or ``--causal`` keeps the earlier run's tasks:
     their finished results are reported too (with ``earlier_run`` True) when they ran with the same settings
-    (participant file, stage 1, budget, batch size, training overrides); any other is left out with a warning.
+    (participant file, stage 1, budget, batch size; not the architecture's own decoder and training
+    overrides); any other is left out with a warning.
 
     Returns
     -------

@@ -278,7 +278,7 @@ def plan_sweep(cfg: SweepConfig, out: str | os.PathLike) -> dict:
                 dspec = {**common, "task": f"{name}/{arch}_{causal_tag(causal)}", "task_dir": str(ddir),
                          "fingerprint": fp, "arch": arch, "causal": causal, "minutes": cfg.minutes,
                          "batch_size": cfg.batch_size, "decoder": cfg.decoder.get(arch, {}), "stoi": cfg.stoi,
-                         "train": dict(cfg.train)}
+                         "train": cfg.train_for(arch)}
                 decoders.append({"spec": dspec, "done": _checked_done(ddir, fp)})
     return {"speech": speech, "speech_models": models, "decoders": decoders, "skipped": skipped}
 
