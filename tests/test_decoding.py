@@ -178,7 +178,7 @@ def test_validation_split_early_stopping_and_model_selection(setup, tmp_path, mo
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=False)["step"] == 2
 
 
-def test_resume_keeps_ema_best_and_early_stopping_state(setup, tmp_path, monkeypatch):
+def test_resume_keeps_ema_best_and_early_stopping_state(setup, tmp_path, monkeypatch, edgensd_log):
     d = setup
     shutil.copy(next((d / "edge").glob("reference_*.npz")), tmp_path)
     calls = {"n": 0}
@@ -220,6 +220,12 @@ def test_resume_keeps_ema_best_and_early_stopping_state(setup, tmp_path, monkeyp
     assert sel2["val_evals"] >= ck2["step"] and sel2["early_stopping"]["best"] >= sel["early_stopping"]["best"]
     cfg2 = DecoderTrainConfig.load(tmp_path / "train_config.json")  # the recipe survives the resume
     assert (cfg2.ema_decay, cfg2.val_fraction, cfg2.aug_jitter) == (0.9, 0.3, 2)
+    # ... and the resume said which of the asked-for settings it ignored (the budget it takes; those it keeps)
+    warned = [r.getMessage() for r in edgensd_log if r.levelname == "WARNING" and "ignored:" in r.getMessage()]
+    assert len(warned) == 1 and "max_minutes" not in warned[0]
+    for field, asked, kept in (("ema_decay", 0.0, 0.9), ("val_fraction", 0.0, 0.3), ("aug_jitter", 0, 2),
+                               ("patience", 10, 50)):
+        assert f"{field}={asked!r} (checkpoint: {kept!r})" in warned[0]
     info = json.loads((tmp_path / "decoder_info.json").read_text())
     assert info["saved_weights"] == "best validation EMA weights"
     assert info["validation"]["best_pcc"] == pytest.approx(sel2["early_stopping"]["best"])

@@ -88,6 +88,11 @@ RECIPE_OFF: dict[str, Any] = {"val_fraction": 0.0, "ema_decay": 0.0, "aug_dropou
                               "aug_noise": 0.0, "aug_gain": 0.0, "weight_pcc": 0.0,
                               "spec_loss": "l1"}
 
+#: Fields a resumed training takes from the new request rather than from its checkpoint (the rest must match, or
+#: a warning names what is ignored). Runtime-only settings (threads, cache, checkpoint interval) are not compared.
+_RESUME_TAKES_NEW: frozenset[str] = frozenset({"max_minutes", "data", "speech_model"})
+_RESUME_NOT_COMPARED: frozenset[str] = frozenset({"n_threads", "cache_dir", "checkpoint_every_s"})
+
 #: Allowed values of :attr:`DecoderTrainConfig.spec_loss`.
 SPEC_LOSSES: tuple[str, ...] = ("l1", "rmse")
 
@@ -469,6 +474,12 @@ def train_decoder(
                 f"--arch and --causal/--non-causal or choose another --out (asked for {cfg.arch!r}, "
                 f"causal={cfg.causal})"
             )
+        ignored = [f"{k}={getattr(cfg, k)!r} (checkpoint: {getattr(old, k)!r})" for k in
+                   (f.name for f in dataclasses.fields(cfg) if f.name not in _RESUME_TAKES_NEW | _RESUME_NOT_COMPARED)
+                   if getattr(cfg, k) != getattr(old, k)]
+        if ignored:
+            logger.warning("resuming %s with the checkpoint's settings; ignored: %s (train into another --out to "
+                           "use them)", out_dir, ", ".join(ignored))
         budget_min = cfg.max_minutes
         cfg = dataclasses.replace(old, max_minutes=budget_min, data=cfg.data, speech_model=cfg.speech_model)
         logger.info("resuming from %s (step %d, %.1f min trained)", ckpt_path, ckpt["step"], ckpt["elapsed_s"] / 60)
