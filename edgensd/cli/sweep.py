@@ -219,8 +219,9 @@ def _apply_recipe(name: str, archs: list[str], train: dict, decoder: dict) -> tu
     """Fill in each architecture's recipe (``--recipe``) under the explicit ``--train-config`` / ``--decoder-config``.
 
     Returns ``(train, train_arch, decoder)`` for :class:`SweepConfig`. One recipe for every swept architecture goes
-    into ``train`` (the form of sweeps from before ``--recipe auto``, so they resume unchanged); different ones go
-    into ``train_arch``, per architecture.
+    into ``train``, so the saved config reads as a sweep's did before ``--recipe auto``; different ones go into
+    ``train_arch``, per architecture. Fingerprints and resume checks see only ``SweepConfig.train_for``, the same
+    either way.
     """
     per = {a: resolve_recipe(name, a) for a in archs}
     decoder = {**decoder, **{a: recipe_decoder(r, decoder.get(a)) for a, r in per.items() if r != "none"}}

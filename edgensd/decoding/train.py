@@ -480,8 +480,7 @@ def train_decoder(
         if ignored:
             logger.warning("resuming %s with the checkpoint's settings; ignored: %s (train into another --out to "
                            "use them)", out_dir, ", ".join(ignored))
-        budget_min = cfg.max_minutes
-        cfg = dataclasses.replace(old, max_minutes=budget_min, data=cfg.data, speech_model=cfg.speech_model)
+        cfg = dataclasses.replace(old, **{k: getattr(cfg, k) for k in _RESUME_TAKES_NEW})
         logger.info("resuming from %s (step %d, %.1f min trained)", ckpt_path, ckpt["step"], ckpt["elapsed_s"] / 60)
     if not cfg.max_minutes > 0:
         raise ValueError(f"max_minutes must be > 0, got {cfg.max_minutes}")
